@@ -1,0 +1,35 @@
+# The two commands (see README):
+#   make demo   set up a virtual environment with the core package, preprocess sample images, print a summary
+#   make test   set up the test environment (CPU torch 2.13.0, transformers as the oracle) and run the tests
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PIP     = $(PY) -m pip
+
+.PHONY: demo test bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Core only: numpy, Pillow, huggingface_hub.
+$(VENV)/.core: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e .
+	touch $@
+
+# Test extra. torch is pinned to the CPU build first, so nothing pulls CUDA packages.
+$(VENV)/.test: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[test]"
+	touch $@ $(VENV)/.core
+
+demo: $(VENV)/.core
+	$(PY) -m fused_imgproc
+
+test: $(VENV)/.test
+	$(PY) -m pytest -q tests
+
+bench: $(VENV)/.test
+	$(PY) -m pytest -q benchmarks --benchmark-only --benchmark-columns=median,iqr,rounds
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks

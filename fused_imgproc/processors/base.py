@@ -1,0 +1,331 @@
+"""`BaseImageProcessor`: transformers' preprocessing API over a plan executed by a backend."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+from ..backends import numpy as numpy_backend
+from ..batch import BatchFeature, TensorType
+from ..config import ImageProcessingMixin
+from ..image_utils import (
+    ChannelDimension,
+    PILImageResampling,
+    make_flat_list_of_images,
+    prepare_image,
+)
+from ..plan import BatchPlan, ImageGeometry, ImagePlan, classify_source, default_resize_size, make_value_map
+from ..transforms import get_size_dict
+
+logger = logging.getLogger("fused_imgproc")
+
+CONFIG_KEYS = (
+    "do_convert_rgb",
+    "do_resize",
+    "size",
+    "resample",
+    "do_center_crop",
+    "crop_size",
+    "do_rescale",
+    "rescale_factor",
+    "do_normalize",
+    "image_mean",
+    "image_std",
+)
+_BOOL_KEYS = ("do_convert_rgb", "do_resize", "do_center_crop", "do_rescale", "do_normalize")
+BACKENDS = ("auto", "numpy", "triton")
+_warned_kwargs: set[tuple[str, str]] = set()
+
+
+class BackendUnavailableError(ValueError):
+    """A backend or device was asked for that cannot run here (never a silent fallback)."""
+
+
+class BaseImageProcessor(ImageProcessingMixin):
+    r"""
+    Base class of the image processors: resize -> center crop -> rescale -> normalize -> layout, for a batch.
+
+    Families declare defaults as class attributes (as transformers 5.x does) and, where their geometry differs,
+    override `_resize_geometry`. Every argument of `preprocess` defaults to the attribute of the same name.
+    """
+
+    model_input_names = ["pixel_values"]
+    extra_config_keys: tuple[str, ...] = ()
+
+    do_convert_rgb = None
+    do_resize = None
+    size = None
+    default_to_square = True
+    resample = None
+    do_center_crop = None
+    crop_size = None
+    do_rescale = None
+    rescale_factor = 1 / 255
+    do_normalize = None
+    image_mean = None
+    image_std = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._init_kwargs = CONFIG_KEYS + cls.extra_config_keys
+
+    def __init__(self, **kwargs):
+        default_to_square = kwargs.get("default_to_square", type(self).default_to_square)
+        values = {}
+        for key in CONFIG_KEYS + self.extra_config_keys:
+            value = kwargs.pop(key, None)
+            values[key] = value if value is not None else copy.deepcopy(getattr(type(self), key, None))
+        values = self._standardize(values, default_to_square)
+        super().__init__(**kwargs)
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    # --- configuration ---------------------------------------------------------------------------------------
+
+    def _standardize(self, values: dict[str, Any], default_to_square: bool) -> dict[str, Any]:
+        """Normalises and type-checks config values (the same rules for `__init__` and `preprocess`)."""
+        for key in _BOOL_KEYS:
+            if values.get(key) is not None and not isinstance(values[key], (bool, np.bool_)):
+                raise TypeError(f"{key} must be a bool, got {values[key]!r}")
+        if values.get("size") is not None:
+            values["size"] = _check_size_dict(get_size_dict(values["size"], default_to_square=default_to_square), "size")
+        if values.get("crop_size") is not None:
+            values["crop_size"] = _check_size_dict(get_size_dict(values["crop_size"], param_name="crop_size"), "crop_size")
+        for key in ("image_mean", "image_std"):
+            if isinstance(values.get(key), list):
+                values[key] = tuple(values[key])
+        resample = values.get("resample")
+        if resample is not None:
+            if isinstance(resample, bool) or not isinstance(resample, (int, np.integer)):
+                raise TypeError(f"resample must be a PILImageResampling value (an int), got {resample!r}")
+            try:
+                PILImageResampling(int(resample))
+            except ValueError:
+                raise ValueError(
+                    f"resample={resample!r} is not a Pillow filter; valid values are "
+                    f"{ {int(m): m.name for m in PILImageResampling} }"
+                ) from None
+        factor = values.get("rescale_factor")
+        if factor is not None and (isinstance(factor, bool) or not isinstance(factor, numbers.Real)):
+            raise TypeError(f"rescale_factor must be a number, got {factor!r}")
+        return values
+
+    def to_dict(self) -> dict[str, Any]:
+        """Attributes as transformers 5.x serialises them: a `None` is kept only where the class default is not."""
+        output = {}
+        for key, value in super().to_dict().items():
+            if value is None and getattr(type(self), key, None) is None:
+                continue
+            output[key] = value
+        return output
+
+    # --- preprocessing ---------------------------------------------------------------------------------------
+
+    def __call__(self, images, *args, **kwargs) -> BatchFeature:
+        """Preprocess an image or a batch of images (same as `preprocess`)."""
+        return self.preprocess(images, *args, **kwargs)
+
+    def preprocess(
+        self,
+        images,
+        do_resize: bool | None = None,
+        size: dict[str, int] | None = None,
+        resample: PILImageResampling | int | None = None,
+        do_center_crop: bool | None = None,
+        crop_size: dict[str, int] | None = None,
+        do_rescale: bool | None = None,
+        rescale_factor: float | None = None,
+        do_normalize: bool | None = None,
+        image_mean: float | list[float] | None = None,
+        image_std: float | list[float] | None = None,
+        do_convert_rgb: bool | None = None,
+        return_tensors: str | TensorType | None = None,
+        data_format: str | ChannelDimension | None = ChannelDimension.FIRST,
+        input_data_format: str | ChannelDimension | None = None,
+        dtype: Any = None,
+        device: Any = None,
+        backend: str | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        r"""
+        Preprocess an image or a batch of images into `pixel_values`.
+
+        Args:
+            images (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them):
+                One image, a list of images (any sizes, any PIL mode), or a 4-D batch. Arrays are HWC or CHW,
+                uint8 or float.
+            do_resize (`bool`, *optional*, defaults to `self.do_resize`): Whether to resize.
+            size (`dict[str, int]`, *optional*, defaults to `self.size`): Target size of the resize.
+            resample (`PILImageResampling`, *optional*, defaults to `self.resample`): Pillow filter of the resize.
+            do_center_crop (`bool`, *optional*, defaults to `self.do_center_crop`): Whether to center crop.
+            crop_size (`dict[str, int]`, *optional*, defaults to `self.crop_size`): Size of the center crop.
+            do_rescale (`bool`, *optional*, defaults to `self.do_rescale`): Whether to multiply by `rescale_factor`.
+            rescale_factor (`float`, *optional*, defaults to `self.rescale_factor`): The rescale factor.
+            do_normalize (`bool`, *optional*, defaults to `self.do_normalize`): Whether to normalize.
+            image_mean (`float` or `list[float]`, *optional*, defaults to `self.image_mean`): Per-channel mean.
+            image_std (`float` or `list[float]`, *optional*, defaults to `self.image_std`): Per-channel std.
+            do_convert_rgb (`bool`, *optional*, defaults to `self.do_convert_rgb`): Whether to convert to RGB.
+            return_tensors (`str` or `TensorType`, *optional*):
+                `None` for a list of arrays, `"np"` or `"pt"` for one (N, C, H, W) array/tensor (`"jax"`, `"tf"`
+                when installed).
+            data_format (`ChannelDimension` or `str`, *optional*, defaults to `ChannelDimension.FIRST`):
+                Layout of the outputs: `"channels_first"` (C, H, W) or `"channels_last"` (H, W, C).
+            input_data_format (`ChannelDimension` or `str`, *optional*):
+                Layout of array inputs; inferred per image when not given.
+            dtype (`np.dtype`, `torch.dtype` or `str`, *optional*, defaults to `float32`):
+                Output dtype: float32, float16, float64, or bfloat16 (with `return_tensors="pt"`).
+            device (`str` or `torch.device`, *optional*): Output device; only the CPU works in this version.
+            backend (`str`, *optional*, defaults to `"auto"`): `"auto"`, `"numpy"` or `"triton"`.
+        """
+        _select_backend(backend, device)
+        extras = {key: kwargs.pop(key) for key in self.extra_config_keys if key in kwargs}
+        if kwargs:
+            key = (type(self).__name__, ",".join(sorted(kwargs)))
+            if key not in _warned_kwargs:
+                _warned_kwargs.add(key)
+                logger.warning("%s.preprocess ignores unknown arguments: %s", type(self).__name__, sorted(kwargs))
+        given = dict(
+            do_resize=do_resize, size=size, resample=resample, do_center_crop=do_center_crop, crop_size=crop_size,
+            do_rescale=do_rescale, rescale_factor=rescale_factor, do_normalize=do_normalize, image_mean=image_mean,
+            image_std=image_std, do_convert_rgb=do_convert_rgb, **extras,
+        )
+        settings = {key: getattr(self, key, None) for key in CONFIG_KEYS + self.extra_config_keys}
+        given = self._standardize({k: v for k, v in given.items() if v is not None}, self.default_to_square)
+        settings.update(given)
+        _validate_settings(settings)
+        data_format = ChannelDimension(data_format if data_format is not None else ChannelDimension.FIRST)
+        if input_data_format is not None:
+            input_data_format = ChannelDimension(input_data_format)
+        out_dtype = _output_dtype(dtype, return_tensors)
+
+        prepared = [
+            prepare_image(image, bool(settings["do_convert_rgb"]), input_data_format)
+            for image in make_flat_list_of_images(images)
+        ]
+        plan = self._plan(prepared, settings)
+        pixel_values = numpy_backend.execute(
+            plan, prepared, channels_first=data_format == ChannelDimension.FIRST, out_dtype=out_dtype,
+            stack=return_tensors is not None,
+        )
+        if out_dtype == "bfloat16":
+            import torch
+
+            if isinstance(pixel_values, list):
+                pixel_values = [torch.from_numpy(v).view(torch.bfloat16) for v in pixel_values]
+            else:
+                pixel_values = torch.from_numpy(pixel_values).view(torch.bfloat16)
+        elif return_tensors is None:
+            pixel_values = list(pixel_values)
+        return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
+
+    def _plan(self, prepared, settings) -> BatchPlan:
+        value_maps = {}
+        items = []
+        for image in prepared:
+            geometry = ImageGeometry.identity((image.height, image.width))
+            if settings["do_resize"]:
+                extras = {key: settings[key] for key in self.extra_config_keys}
+                geometry = self._resize_geometry(geometry, settings["size"], int(settings["resample"]), **extras)
+            if settings["do_center_crop"]:
+                geometry = geometry.center_cropped((settings["crop_size"]["height"], settings["crop_size"]["width"]))
+            source = classify_source(image.array if image.pil is None else None, resized=bool(settings["do_resize"]))
+            items.append(ImagePlan(geometry, source, image.channels))
+            if image.channels not in value_maps:
+                value_maps[image.channels] = make_value_map(
+                    settings["do_rescale"], settings["rescale_factor"], settings["do_normalize"],
+                    settings["image_mean"], settings["image_std"], image.channels,
+                )
+        if len(value_maps) > 1 and settings["do_normalize"]:
+            raise ValueError(
+                f"The batch mixes images with {sorted(value_maps)} channels; normalize needs one channel count "
+                "(set do_convert_rgb=True to make every image RGB)"
+            )
+        return BatchPlan(tuple(items), next(iter(value_maps.values())))
+
+    def _resize_geometry(self, geometry: ImageGeometry, size: dict, resample: int, **extras) -> ImageGeometry:
+        """The resize step of this family (transformers' `resize`); may end with a crop. Override per family."""
+        return geometry.resized(default_resize_size(geometry.src_hw, size), resample)
+
+
+def _check_size_dict(size: dict, name: str) -> dict:
+    for key, value in size.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name}[{key!r}] must be an int, got {value!r}")
+        if value <= 0:
+            raise ValueError(f"{name}[{key!r}] must be positive, got {value}")
+    return size
+
+
+def _validate_settings(s: dict) -> None:
+    """transformers' `validate_preprocess_arguments`, plus the value checks SPEC section 9 asks for."""
+    if s["do_rescale"] and s["rescale_factor"] is None:
+        raise ValueError("`rescale_factor` must be specified if `do_rescale` is `True`.")
+    if s["do_rescale"] and not math.isfinite(float(s["rescale_factor"])):
+        raise ValueError(f"rescale_factor must be finite, got {s['rescale_factor']}")
+    if s["do_normalize"] and (s["image_mean"] is None or s["image_std"] is None):
+        raise ValueError("`image_mean` and `image_std` must both be specified if `do_normalize` is `True`.")
+    if s["do_center_crop"]:
+        if s["crop_size"] is None:
+            raise ValueError("`crop_size` must be specified if `do_center_crop` is `True`.")
+        if set(s["crop_size"]) != {"height", "width"}:
+            raise ValueError(f"crop_size must have keys 'height' and 'width', got {sorted(s['crop_size'])}")
+    if s["do_resize"] and not (s["size"] is not None and s["resample"] is not None):
+        raise ValueError("`size` and `resample` must be specified if `do_resize` is `True`.")
+
+
+def _select_backend(backend, device) -> str:
+    if backend is None:
+        backend = "auto"
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    device_type = _device_type(device)
+    if backend == "triton":
+        raise BackendUnavailableError(
+            "backend='triton' is not available in this version of fused_imgproc (the fused Triton kernel has not "
+            "landed yet); use backend='numpy' or 'auto' on the CPU"
+        )
+    if device_type != "cpu":
+        raise BackendUnavailableError(
+            f"device={device!r} needs the Triton GPU backend, which is not available in this version of "
+            "fused_imgproc; use device='cpu' (the default)"
+        )
+    return "numpy"
+
+
+def _device_type(device) -> str:
+    if device is None:
+        return "cpu"
+    if isinstance(device, str):
+        name = device.split(":")[0]
+        if name not in ("cpu", "cuda", "mps", "xpu", "meta") or (name == "cpu" and ":" in device and device != "cpu:0"):
+            raise ValueError(f"Unknown device {device!r}: expected 'cpu', 'cuda' or 'cuda:N'")
+        return name
+    device_type = getattr(device, "type", None)
+    if isinstance(device_type, str):
+        return device_type
+    raise TypeError(f"device must be a str or a torch.device, got {device!r}")
+
+
+_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.float64, "bfloat16": "bfloat16"}
+
+
+def _output_dtype(dtype, return_tensors):
+    """`None` (the plan's own dtype), a numpy float dtype, or `"bfloat16"`."""
+    if dtype is None:
+        return None
+    name = str(dtype).removeprefix("torch.")
+    if not isinstance(dtype, str) and name not in _DTYPES:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            pass
+    if name not in _DTYPES:
+        raise ValueError(f"dtype must be one of {list(_DTYPES)} (numpy, torch or str), got {dtype!r}")
+    if name == "bfloat16" and (return_tensors is None or TensorType(return_tensors) != TensorType.PYTORCH):
+        raise ValueError("dtype=bfloat16 needs return_tensors='pt': numpy has no bfloat16")
+    return _DTYPES[name] if name == "bfloat16" else np.dtype(_DTYPES[name])

@@ -1,0 +1,99 @@
+"""Families whose resize step has its own geometry: ConvNeXt and PoolFormer (crop_pct), LeViT (256/224)."""
+
+from ..image_utils import (
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    IMAGENET_STANDARD_MEAN,
+    IMAGENET_STANDARD_STD,
+    PILImageResampling,
+)
+from ..plan import ImageGeometry
+from ..transforms import _shortest_edge_size
+from .base import BaseImageProcessor
+
+
+def _check_crop_pct(crop_pct) -> float:
+    if isinstance(crop_pct, bool) or not isinstance(crop_pct, (int, float)) or not 0 < crop_pct:
+        raise ValueError(f"crop_pct must be a positive number, got {crop_pct!r}")
+    return float(crop_pct)
+
+
+class ConvNextImageProcessor(BaseImageProcessor):
+    """ConvNeXt: below 384, resize the shortest edge to `int(se / crop_pct)` and crop se x se; else warp."""
+
+    extra_config_keys = ("crop_pct",)
+    resample = PILImageResampling.BICUBIC
+    image_mean = IMAGENET_STANDARD_MEAN
+    image_std = IMAGENET_STANDARD_STD
+    size = {"shortest_edge": 384}
+    default_to_square = False
+    do_resize = True
+    do_rescale = True
+    do_normalize = True
+    crop_pct = 224 / 256
+
+    def _resize_geometry(self, geometry: ImageGeometry, size: dict, resample: int, crop_pct=None, **_) -> ImageGeometry:
+        if not size.get("shortest_edge"):
+            raise ValueError(f"Size dictionary must contain 'shortest_edge' key. Got {size.keys()}")
+        edge = size["shortest_edge"]
+        if edge >= 384:
+            return geometry.resized((edge, edge), resample)
+        crop_pct = _check_crop_pct(crop_pct if crop_pct is not None else 224 / 256)
+        resized = geometry.resized(_shortest_edge_size(*geometry.src_hw, int(edge / crop_pct)), resample)
+        return resized.center_cropped((edge, edge))
+
+
+class LevitImageProcessor(BaseImageProcessor):
+    """LeViT: shortest edge resized to `int(256 / 224 * se)`, then center crop."""
+
+    resample = PILImageResampling.BICUBIC
+    image_mean = IMAGENET_DEFAULT_MEAN
+    image_std = IMAGENET_DEFAULT_STD
+    size = {"shortest_edge": 224}
+    default_to_square = False
+    crop_size = {"height": 224, "width": 224}
+    do_resize = True
+    do_center_crop = True
+    do_rescale = True
+    do_normalize = True
+
+    def _resize_geometry(self, geometry: ImageGeometry, size: dict, resample: int, **_) -> ImageGeometry:
+        if size.get("shortest_edge"):
+            edge = int((256 / 224) * size["shortest_edge"])
+            return geometry.resized(_shortest_edge_size(*geometry.src_hw, edge), resample)
+        if not (size.get("height") and size.get("width")):
+            raise ValueError(f"Size dict must have keys 'height' and 'width' or 'shortest_edge'. Got {list(size)}.")
+        return geometry.resized((size["height"], size["width"]), resample)
+
+
+class PoolFormerImageProcessor(BaseImageProcessor):
+    """PoolFormer: the resize target is scaled by `1 / crop_pct` before the center crop."""
+
+    extra_config_keys = ("crop_pct",)
+    resample = PILImageResampling.BICUBIC
+    image_mean = IMAGENET_DEFAULT_MEAN
+    image_std = IMAGENET_DEFAULT_STD
+    size = {"shortest_edge": 224}
+    default_to_square = False
+    crop_size = {"height": 224, "width": 224}
+    crop_pct = 0.9
+    do_resize = True
+    do_center_crop = True
+    do_rescale = True
+    do_normalize = True
+
+    def _resize_geometry(self, geometry: ImageGeometry, size: dict, resample: int, crop_pct=None, **_) -> ImageGeometry:
+        if crop_pct is None:
+            return super()._resize_geometry(geometry, size, resample)
+        crop_pct = _check_crop_pct(crop_pct)
+        h, w = geometry.src_hw
+        if size.get("shortest_edge"):
+            target = _shortest_edge_size(h, w, int(size["shortest_edge"] / crop_pct))
+        elif size.get("height") and size.get("width"):
+            if size["height"] == size["width"]:
+                target = _shortest_edge_size(h, w, int(size["height"] / crop_pct))
+            else:
+                target = (int(size["height"] / crop_pct), int(size["width"] / crop_pct))
+        else:
+            raise ValueError(f"Invalid size for resize: {size}")
+        return geometry.resized(target, resample)
