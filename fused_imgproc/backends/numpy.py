@@ -62,7 +62,7 @@ def _to_bfloat16_bits(values: np.ndarray) -> np.ndarray:
     """float32 -> bfloat16 (round to nearest even, as torch does), returned as the int16 bit pattern."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(torch.bfloat16).view(torch.int16).numpy()
+    return torch.from_numpy(np.array(values, dtype=np.float32)).to(torch.bfloat16).view(torch.int16).numpy()
 
 
 def _write_image(
