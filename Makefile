@@ -26,10 +26,10 @@ demo: $(VENV)/.core
 	$(PY) -m fused_imgproc
 
 test: $(VENV)/.test
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests benchmarks --benchmark-disable
 
 bench: $(VENV)/.test
-	$(PY) -m pytest -q benchmarks --benchmark-only --benchmark-columns=median,iqr,rounds
+	$(PY) -m pytest -q benchmarks --benchmark-only --benchmark-columns=median,iqr,min,rounds --benchmark-sort=name
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks
