@@ -283,6 +283,8 @@ def _prepare(image: Any, do_convert_rgb: bool, input_data_format) -> PreparedIma
         if image.mode in _DIRECT_PIL_MODES:
             return PreparedImage(pil=image)
         array = np.array(image)
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise ValueError("The image contains NaN or infinite values")
         return PreparedImage(array=array[..., None] if array.ndim == 2 else array)
     array = to_numpy(image)
     if array.ndim != 3:

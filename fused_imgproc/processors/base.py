@@ -97,8 +97,15 @@ class BaseImageProcessor(ImageProcessingMixin):
         if values.get("crop_size") is not None:
             values["crop_size"] = _check_size_dict(get_size_dict(values["crop_size"], param_name="crop_size"), "crop_size")
         for key in ("image_mean", "image_std"):
-            if isinstance(values.get(key), list):
-                values[key] = tuple(values[key])
+            value = values.get(key)
+            if value is None:
+                continue
+            if isinstance(value, (str, bytes, dict)) or not (_is_number(value) or hasattr(value, "__len__")):
+                raise TypeError(f"{key} must be a number or a sequence of numbers, got {value!r}")
+            if not _is_number(value) and not all(_is_number(v) for v in value):
+                raise TypeError(f"{key} must contain only numbers, got {value!r}")
+            if isinstance(value, list):
+                values[key] = tuple(value)
         resample = values.get("resample")
         if resample is not None:
             if isinstance(resample, bool) or not isinstance(resample, (int, np.integer)):
@@ -183,6 +190,8 @@ class BaseImageProcessor(ImageProcessingMixin):
             backend (`str`, *optional*, defaults to `"auto"`): `"auto"`, `"numpy"` or `"triton"`.
         """
         _select_backend(backend, device)
+        if return_tensors is not None:
+            TensorType(return_tensors)  # an unknown type fails here, before any pixel work
         extras = {key: kwargs.pop(key) for key in self.extra_config_keys if key in kwargs}
         if kwargs:
             key = (type(self).__name__, ",".join(sorted(kwargs)))
@@ -195,8 +204,8 @@ class BaseImageProcessor(ImageProcessingMixin):
             image_std=image_std, do_convert_rgb=do_convert_rgb, **extras,
         )
         settings = {key: getattr(self, key, None) for key in CONFIG_KEYS + self.extra_config_keys}
-        given = self._standardize({k: v for k, v in given.items() if v is not None}, self.default_to_square)
-        settings.update(given)
+        settings.update({k: v for k, v in given.items() if v is not None})
+        settings = self._standardize(settings, self.default_to_square)
         _validate_settings(settings)
         data_format = ChannelDimension(data_format if data_format is not None else ChannelDimension.FIRST)
         if input_data_format is not None:
@@ -250,6 +259,10 @@ class BaseImageProcessor(ImageProcessingMixin):
     def _resize_geometry(self, geometry: ImageGeometry, size: dict, resample: int, **extras) -> ImageGeometry:
         """The resize step of this family (transformers' `resize`); may end with a crop. Override per family."""
         return geometry.resized(default_resize_size(geometry.src_hw, size), resample)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _check_size_dict(size: dict, name: str) -> dict:
