@@ -237,10 +237,14 @@ def pil_to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:
 
 
 def array_to_rgb(image: np.ndarray, input_data_format=None) -> np.ndarray:
-    """transformers' `convert_to_rgb` for arrays: returns the image in its input layout with 3 channels."""
+    """transformers' `convert_to_rgb` for arrays: returns the image in its input layout with 3 channels.
+
+    1 channel is repeated; 4 channels give `alpha * rgb + (1 - alpha) * white` (`white` = 255 with `np.round` for
+    integer dtypes; 1.0 for floats, which must lie in [0, 1]); 3 channels pass through; other counts raise.
+    """
     if input_data_format is None:
         input_data_format = infer_channel_dimension_format(image, num_channels=(1, 3, 4))
-    channel_axis = -1 if ChannelDimension(input_data_format) == ChannelDimension.LAST else 0
+    channel_axis = -1 if ChannelDimension(input_data_format) == ChannelDimension.LAST else image.ndim - 3
     image = np.moveaxis(image, channel_axis, -1)
     channels = image.shape[-1]
     if channels == 1:
@@ -256,6 +260,8 @@ def array_to_rgb(image: np.ndarray, input_data_format=None) -> np.ndarray:
         alpha = image[..., 3:4] / white
         composite = alpha * image[..., :3] + (1 - alpha) * white
         image = composite.astype(image.dtype) if floating else np.round(composite).astype(image.dtype)
+    elif channels != 3:
+        raise ValueError(f"Images must have 1, 3 or 4 channels, got {channels} (an array of shape {image.shape})")
     return np.moveaxis(image, -1, channel_axis)
 
 

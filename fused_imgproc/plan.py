@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .transforms import _shortest_edge_size
+from .transforms import _rescale_for_pil_conversion, _shortest_edge_size
 
 
 @dataclass(frozen=True)
@@ -273,16 +273,4 @@ def classify_source(array_or_none: np.ndarray | None, resized: bool) -> str:
         return UINT8
     if not resized:
         return RAW
-    if np.allclose(array, array.astype(int)):
-        if np.all(array >= 0) and np.all(array <= 255):
-            return INTEGRAL
-        raise ValueError(
-            "The image to be converted to a PIL image contains values outside the range [0, 255], got "
-            f"[{array.min()}, {array.max()}] which cannot be converted to uint8."
-        )
-    if np.all(array >= 0) and np.all(array <= 1):
-        return UNIT_FLOAT
-    raise ValueError(
-        "The image to be converted to a PIL image contains values outside the range [0, 1], got "
-        f"[{array.min()}, {array.max()}] which cannot be converted to uint8."
-    )
+    return UNIT_FLOAT if _rescale_for_pil_conversion(array) else INTEGRAL

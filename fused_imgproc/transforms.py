@@ -18,10 +18,12 @@ import PIL.Image
 from .image_utils import (
     ChannelDimension,
     PILImageResampling,
+    array_to_rgb,
     get_channel_dimension_axis,
     get_image_size,
     infer_channel_dimension_format,
     is_torch_tensor,
+    pil_to_rgb,
 )
 
 logger = logging.getLogger(__name__)
@@ -434,31 +436,12 @@ def convert_to_rgb(image, return_numpy=False, input_data_format=None):
         _WARNED.add("convert_to_rgb")
         logger.warning("Please pass `return_numpy=True`, returning a PIL.Image.Image is deprecated.")
     if isinstance(image, PIL.Image.Image):
-        if "A" in image.getbands() or image.info.get("transparency") is not None:
-            rgba = image.convert("RGBA")
-            white = PIL.Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            rgb = PIL.Image.alpha_composite(white, rgba).convert("RGB")
-        else:
-            rgb = image.convert("RGB")
+        rgb = pil_to_rgb(image)
         return np.array(rgb) if return_numpy else rgb
     if not isinstance(image, np.ndarray):
         raise ValueError(f"Input image must be either in PIL or numpy format but got {type(image)}")
     fmt = _layout(image, input_data_format, num_channels=(1, 3, 4))
-    axis = -1 if fmt == ChannelDimension.LAST else image.ndim - 3
-    image = np.moveaxis(image, axis, -1)
-    channels = image.shape[-1]
-    if channels == 1:
-        rgb = np.repeat(image, 3, axis=-1)
-    elif channels == 4:
-        if np.issubdtype(image.dtype, np.floating) and (image.min() < 0.0 or image.max() > 1.0):
-            raise ValueError(f"The image to be converted to RGB contains values outside the range [0, 1], got "
-                             f"[{image.min()}, {image.max()}].")
-        white = 255 if np.issubdtype(image.dtype, np.integer) else 1.0
-        alpha = image[..., 3:4] / white
-        blended = alpha * image[..., :3] + (1 - alpha) * white
-        rgb = np.round(blended).astype(image.dtype) if white == 255 else blended.astype(image.dtype)
-    elif channels == 3:
-        rgb = image
-    else:
-        raise ValueError(f"convert_to_rgb expects 1, 3 or 4 channels, got {channels} (shape {image.shape})")
-    return np.moveaxis(rgb, -1, axis) if return_numpy else PIL.Image.fromarray(rgb)
+    rgb = array_to_rgb(image, fmt)
+    if return_numpy:
+        return rgb
+    return PIL.Image.fromarray(rgb if fmt == ChannelDimension.LAST else np.moveaxis(rgb, image.ndim - 3, -1))
