@@ -263,15 +263,6 @@ def normalize(image, mean, std, data_format=None, input_data_format=None) -> np.
     return to_channel_dimension_format(out, data_format, fmt) if data_format is not None else out
 
 
-def _crop_axis(length: int, crop: int) -> tuple[slice, slice]:
-    """(source, destination) slices of one axis of a center crop; an odd padding puts the extra row first."""
-    if crop <= length:
-        start = (length - crop) // 2
-        return slice(start, start + crop), slice(0, crop)
-    pad = (crop - length + 1) // 2
-    return slice(0, length), slice(pad, pad + length)
-
-
 def center_crop(image, size, data_format=None, input_data_format=None) -> np.ndarray:
     """Center crop from `(length - crop) // 2`; an axis shorter than the crop is zero-padded with the image at
     `ceil((crop - length) / 2)`: the extra row (column) of an odd padding goes on top (left), as in transformers 5.x.
@@ -296,12 +287,15 @@ def center_crop(image, size, data_format=None, input_data_format=None) -> np.nda
         raise ValueError(f"center_crop size must be positive, got (height, width) = ({crop_h}, {crop_w})")
     image = to_channel_dimension_format(image, ChannelDimension.FIRST, fmt)
     height, width = image.shape[-2:]
-    (src_h, dst_h), (src_w, dst_w) = _crop_axis(height, crop_h), _crop_axis(width, crop_w)
+    from .plan import ImageGeometry  # the plan owns crop geometry (plan imports this module, hence here)
+
+    window = ImageGeometry.identity((height, width)).center_cropped((crop_h, crop_w)).source_window()
+    (y0, y1), (x0, x1), (oy0, oy1), (ox0, ox1) = window
     if crop_h <= height and crop_w <= width:
-        out = image[..., src_h, src_w]
+        out = image[..., y0:y1, x0:x1]
     else:
         out = np.zeros_like(image, shape=image.shape[:-2] + (crop_h, crop_w))
-        out[..., dst_h, dst_w] = image[..., src_h, src_w]
+        out[..., oy0:oy1, ox0:ox1] = image[..., y0:y1, x0:x1]
     return to_channel_dimension_format(out, data_format if data_format is not None else fmt, ChannelDimension.FIRST)
 
 
