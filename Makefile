@@ -16,9 +16,10 @@ $(VENV)/.core: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q -e .
 	touch $@
 
-# Test extra. torch is pinned to the CPU build first, so nothing pulls CUDA packages.
+# Test extra. torch is pinned to the CPU build first, so nothing pulls CUDA packages; triton is pinned to the
+# version SPEC.md's traps were checked with. Without a GPU the kernel tests run through the Triton interpreter.
 $(VENV)/.test: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q torch==2.13.0 triton==3.9.0
 	$(PIP) install -q -e ".[test]"
 	touch $@ $(VENV)/.core
 

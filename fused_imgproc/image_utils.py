@@ -176,8 +176,8 @@ def to_numpy(image: Any) -> np.ndarray:
     if is_torch_tensor(image):
         if image.device.type != "cpu":
             raise ValueError(
-                f"Got a torch tensor on device {image.device}: the numpy backend needs CPU tensors (the GPU "
-                "backend is not available yet)"
+                f"Got a torch tensor on device {image.device}: the numpy backend needs CPU tensors; pass "
+                f"device='{image.device}' to preprocess it with the Triton backend"
             )
         if image.dtype.is_complex:
             raise TypeError(f"Complex tensors are not images (got dtype {image.dtype})")
@@ -202,23 +202,30 @@ _DIRECT_PIL_MODES = ("L", "RGB", "RGBA")
 class PreparedImage:
     """One input image after RGB conversion and layout normalisation (transformers' `process_image`).
 
-    Holds either a PIL image that Pillow can resize as it is (`pil`), or an array in (H, W, C) layout (`array`,
-    possibly a strided view of the caller's data). `height`, `width` and `channels` describe both.
+    Holds exactly one of: a PIL image that Pillow can resize as it is (`pil`); an array in (H, W, C) layout
+    (`array`, possibly a strided view of the caller's data); or, for the Triton backend, a torch tensor already on
+    the target device as an (H, W, C) view (`tensor`), which is read in place. `height`, `width` and `channels`
+    describe all three.
     """
 
-    __slots__ = ("pil", "array", "height", "width", "channels")
+    __slots__ = ("pil", "array", "tensor", "height", "width", "channels")
 
-    def __init__(self, pil=None, array=None):
-        self.pil, self.array = pil, array
+    def __init__(self, pil=None, array=None, tensor=None):
+        self.pil, self.array, self.tensor = pil, array, tensor
         if pil is not None:
             self.width, self.height = pil.size
             self.channels = len(pil.getbands())
         else:
-            self.height, self.width, self.channels = (int(v) for v in array.shape)
+            data = array if array is not None else tensor
+            self.height, self.width, self.channels = (int(v) for v in data.shape)
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(np.uint8) if self.pil is not None else self.array.dtype
+        if self.pil is not None:
+            return np.dtype(np.uint8)
+        if self.tensor is not None:
+            return np.dtype(str(self.tensor.dtype).removeprefix("torch."))
+        return self.array.dtype
 
     def hwc(self) -> np.ndarray:
         if self.array is not None:

@@ -264,13 +264,14 @@ def _table(value_map: ValueMap, channels: int, unit_float: bool) -> np.ndarray:
     return table
 
 
-def classify_source(array_or_none: np.ndarray | None, resized: bool) -> str:
-    """transformers' `_rescale_for_pil_conversion`, decided once per image."""
-    if array_or_none is None:
+def classify_source(image, resized: bool) -> str:
+    """transformers' `_rescale_for_pil_conversion`, decided once per `PreparedImage`."""
+    if image.pil is not None:
         return PIL
-    array = array_or_none
-    if array.dtype == np.uint8:
+    if image.dtype == np.uint8:
         return UINT8
     if not resized:
         return RAW
-    return UNIT_FLOAT if _rescale_for_pil_conversion(array) else INTEGRAL
+    if image.array is None:
+        raise AssertionError("a resized non-uint8 image must be a host array")
+    return UNIT_FLOAT if _rescale_for_pil_conversion(image.array) else INTEGRAL

@@ -16,6 +16,7 @@ Three properties are checked:
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -30,6 +31,12 @@ try:
     import torch
 except ImportError:  # pragma: no cover - torch is optional for the package, present in the test venv
     torch = None
+
+INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"  # set by conftest when there is no GPU
+GPUS = torch.cuda.device_count() if torch is not None else 0
+# The device backend='triton' cannot use here: the CPU on a GPU machine, CUDA under the interpreter.
+WRONG_TRITON_DEVICE = "cuda" if INTERPRETED or not GPUS else "cpu"
+ON_GPU = pytest.mark.skipif(GPUS > 0, reason="a CUDA device is available: device='cuda' is valid here")
 
 
 RNG = np.random.default_rng(1234)
@@ -123,8 +130,11 @@ CHANNELS = r"Images must have 1, 3 or 4 channels, got {}"
 NON_FINITE = r"NaN or infinite"
 BAD_STD = r"image_std must be finite and non-zero"
 BAD_DTYPE = r"Image arrays must hold integers or floats, got dtype {}"
-BACKEND_TRITON = r"backend='triton' is not available"
-DEVICE_NEEDS_GPU = r"needs the Triton GPU backend"
+BACKEND_TRITON = (
+    r"TRITON_INTERPRET=1 runs the Triton kernels on the CPU|backend='triton' needs a CUDA device|torch sees no CUDA"
+    r"|needs torch and triton"
+)
+DEVICE_NEEDS_GPU = r"TRITON_INTERPRET=1 runs the Triton kernels on the CPU|torch sees no CUDA GPU|needs torch and triton"
 OUT_OF_UNIT_RANGE = r"outside the range \[0, 1\]"
 
 CASES = [
@@ -342,30 +352,41 @@ CASES = [
     ),
     Case("backend-unknown", call(images=GOOD, backend="cupy"), ValueError, r"backend must be one of .*got 'cupy'"),
     # --- backends/devices that cannot run here: never a silent fallback (BackendUnavailableError, a ValueError).
-    Case("backend-triton", call(images=GOOD, backend="triton"), BackendUnavailableError, BACKEND_TRITON),
     Case(
-        "cpu-tensor-backend-triton",
-        _torch_call(lambda t: t.from_numpy(GOOD), backend="triton"),
+        "backend-triton-wrong-device",
+        call(images=GOOD, backend="triton", device=WRONG_TRITON_DEVICE),
         BackendUnavailableError,
         BACKEND_TRITON,
     ),
     Case(
-        "device-cuda",
-        call(images=GOOD, device="cuda"),
+        "cpu-tensor-backend-triton-wrong-device",
+        _torch_call(lambda t: t.from_numpy(GOOD), backend="triton", device=WRONG_TRITON_DEVICE),
         BackendUnavailableError,
-        r"device='cuda' " + DEVICE_NEEDS_GPU,
+        BACKEND_TRITON,
     ),
     Case(
-        "device-cuda-1",
-        call(images=GOOD, device="cuda:1"),
+        "backend-numpy-on-cuda",
+        call(images=GOOD, backend="numpy", device="cuda"),
         BackendUnavailableError,
-        r"device='cuda:1' " + DEVICE_NEEDS_GPU,
+        r"backend='numpy' runs on the CPU, not on device='cuda'",
+    ),
+    Case("backend-triton-on-mps", call(images=GOOD, backend="triton", device="mps"), BackendUnavailableError,
+         r"backend='triton' runs on 'cuda' devices|needs torch and triton"),
+    Case("out-with-numpy-backend", call(images=GOOD, return_tensors="np", out=np.zeros((1, 3, 224, 224), np.float32)),
+         ValueError, r"out= is supported by the Triton backend"),
+    Case("device-cuda", call(images=GOOD, device="cuda"), BackendUnavailableError, DEVICE_NEEDS_GPU, marks=(ON_GPU,)),
+    Case(
+        "device-cuda-99",
+        call(images=GOOD, device="cuda:99"),
+        BackendUnavailableError,
+        DEVICE_NEEDS_GPU + r"|device='cuda:99': only \d+ GPU\(s\) visible",
     ),
     Case(
         "device-torch-cuda",
         _torch_call(lambda t: t.from_numpy(GOOD), device=lambda t: t.device("cuda")),
         BackendUnavailableError,
         DEVICE_NEEDS_GPU,
+        marks=(ON_GPU,),
     ),
     Case("device-unknown", call(images=GOOD, device="tpu"), ValueError, r"Unknown device 'tpu'"),
     Case(
@@ -595,6 +616,12 @@ def test_bad_call_fails_before_the_backend_runs(case, shared_proc, tmp_path, mon
         raise AssertionError("the backend ran on a bad input: validation must come first")
 
     monkeypatch.setattr(numpy_backend, "execute", backend_must_not_run)
+    try:
+        from fused_imgproc.backends import triton as triton_backend
+    except ImportError:
+        pass
+    else:
+        monkeypatch.setattr(triton_backend, "execute", backend_must_not_run)
     with pytest.raises(case.exc, match=case.match):
         case.run(shared_proc, tmp_path)
 

@@ -28,7 +28,7 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-def _resized_pixels(image: PreparedImage, item: ImagePlan) -> np.ndarray:
+def resized_pixels(image: PreparedImage, item: ImagePlan) -> np.ndarray:
     """The image after the plan's resize, as (H, W, C): uint8 for every source but RAW."""
     geometry = item.geometry
     if item.source == PIL_SOURCE:
@@ -69,7 +69,7 @@ def _write_image(
     plan: BatchPlan, item: ImagePlan, image: PreparedImage, out: np.ndarray, channels_first: bool, out_dtype
 ) -> None:
     """Writes one image into `out`, a (C, H, W) array when `channels_first`, else (H, W, C)."""
-    pixels = _resized_pixels(image, item)
+    pixels = resized_pixels(image, item)
     (y0, y1), (x0, x1), (oy0, oy1), (ox0, ox1) = item.geometry.source_window()
     window = pixels[y0:y1, x0:x1]
     channel = (lambda c: out[c]) if channels_first else (lambda c: out[..., c])

@@ -10,11 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from ..backends import BackendUnavailableError
 from ..backends import numpy as numpy_backend
 from ..batch import BatchFeature, TensorType
 from ..config import ImageProcessingMixin
 from ..image_utils import (
     ChannelDimension,
+    is_torch_tensor,
     PILImageResampling,
     make_flat_list_of_images,
     prepare_image,
@@ -40,10 +42,6 @@ CONFIG_KEYS = (
 _BOOL_KEYS = ("do_convert_rgb", "do_resize", "do_center_crop", "do_rescale", "do_normalize")
 BACKENDS = ("auto", "numpy", "triton")
 _warned_kwargs: set[tuple[str, str]] = set()
-
-
-class BackendUnavailableError(ValueError):
-    """A backend or device was asked for that cannot run here (never a silent fallback)."""
 
 
 class BaseImageProcessor(ImageProcessingMixin):
@@ -157,6 +155,7 @@ class BaseImageProcessor(ImageProcessingMixin):
         dtype: Any = None,
         device: Any = None,
         backend: str | None = None,
+        out: Any = None,
         **kwargs,
     ) -> BatchFeature:
         r"""
@@ -186,12 +185,25 @@ class BaseImageProcessor(ImageProcessingMixin):
                 Layout of array inputs; inferred per image when not given.
             dtype (`np.dtype`, `torch.dtype` or `str`, *optional*, defaults to `float32`):
                 Output dtype: float32, float16, float64, or bfloat16 (with `return_tensors="pt"`).
-            device (`str` or `torch.device`, *optional*): Output device; only the CPU works in this version.
-            backend (`str`, *optional*, defaults to `"auto"`): `"auto"`, `"numpy"` or `"triton"`.
+            device (`str` or `torch.device`, *optional*, defaults to the CPU):
+                Where `pixel_values` is computed and returned. `"cuda"` runs the Triton backend.
+            backend (`str`, *optional*, defaults to `"auto"`):
+                `"numpy"` (CPU), `"triton"` (the fused kernel: a CUDA device, or the CPU under `TRITON_INTERPRET=1`),
+                or `"auto"` (Triton for a CUDA device, numpy otherwise). Never falls back silently.
+            out (`torch.Tensor`, *optional*):
+                A contiguous tensor of the result's shape, dtype and device (Triton backend, `return_tensors="pt"`)
+                to write `pixel_values` into, e.g. a server's fixed model-input buffer.
         """
-        _select_backend(backend, device)
+        backend = _select_backend(backend, device)
         if return_tensors is not None:
             TensorType(return_tensors)  # an unknown type fails here, before any pixel work
+        if out is not None:
+            if backend != "triton":
+                raise ValueError("out= is supported by the Triton backend (backend='triton' or a CUDA device)")
+            if return_tensors is None or TensorType(return_tensors) != TensorType.PYTORCH:
+                raise ValueError("out= needs return_tensors='pt'")
+            if dtype is None and is_torch_tensor(out):
+                dtype = out.dtype
         extras = {key: kwargs.pop(key) for key in self.extra_config_keys if key in kwargs}
         if kwargs:
             key = (type(self).__name__, ",".join(sorted(kwargs)))
@@ -211,6 +223,9 @@ class BaseImageProcessor(ImageProcessingMixin):
         if input_data_format is not None:
             input_data_format = ChannelDimension(input_data_format)
         out_dtype = _output_dtype(dtype, return_tensors)
+        if backend == "triton":
+            return self._preprocess_triton(images, settings, device, data_format, input_data_format, out_dtype,
+                                           return_tensors, out)
 
         prepared = [
             prepare_image(image, bool(settings["do_convert_rgb"]), input_data_format)
@@ -232,6 +247,26 @@ class BaseImageProcessor(ImageProcessingMixin):
             pixel_values = list(pixel_values)
         return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
 
+    def _preprocess_triton(self, images, settings, device, data_format, input_data_format, out_dtype,
+                           return_tensors, out) -> BatchFeature:
+        triton_backend = _triton_backend()
+        device = triton_backend.resolve_device(device)
+        if device.type != "cpu" and return_tensors is not None and TensorType(return_tensors) != TensorType.PYTORCH:
+            raise ValueError(f"device={str(device)!r} returns torch tensors: use return_tensors='pt' (or None)")
+        prepared = [
+            triton_backend.prepare(image, bool(settings["do_convert_rgb"]), input_data_format, device,
+                                   resizing=bool(settings["do_resize"]))
+            for image in make_flat_list_of_images(images)
+        ]
+        plan = self._plan(prepared, settings)
+        pixel_values = triton_backend.execute(
+            plan, prepared, device=device, channels_first=data_format == ChannelDimension.FIRST, out_dtype=out_dtype,
+            stack=return_tensors is not None, out=out,
+        )
+        if return_tensors is None and not isinstance(pixel_values, list):
+            pixel_values = list(pixel_values)
+        return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
+
     def _plan(self, prepared, settings) -> BatchPlan:
         value_maps = {}
         items = []
@@ -242,7 +277,7 @@ class BaseImageProcessor(ImageProcessingMixin):
                 geometry = self._resize_geometry(geometry, settings["size"], int(settings["resample"]), **extras)
             if settings["do_center_crop"]:
                 geometry = geometry.center_cropped((settings["crop_size"]["height"], settings["crop_size"]["width"]))
-            source = classify_source(image.array if image.pil is None else None, resized=bool(settings["do_resize"]))
+            source = classify_source(image, resized=bool(settings["do_resize"]))
             items.append(ImagePlan(geometry, source, image.channels))
             if image.channels not in value_maps:
                 value_maps[image.channels] = make_value_map(
@@ -292,22 +327,34 @@ def _validate_settings(s: dict) -> None:
 
 
 def _select_backend(backend, device) -> str:
+    """`"numpy"` or `"triton"` for the arguments, or `BackendUnavailableError`; never a silent fallback."""
     if backend is None:
         backend = "auto"
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     device_type = _device_type(device)
+    if backend == "auto":
+        backend = "numpy" if device_type == "cpu" else "triton"
+    if backend == "numpy" and device_type != "cpu":
+        raise BackendUnavailableError(
+            f"backend='numpy' runs on the CPU, not on device={device!r}: use backend='triton' (or 'auto')"
+        )
     if backend == "triton":
+        _triton_backend()
+        if device_type not in ("cpu", "cuda"):
+            raise BackendUnavailableError(f"backend='triton' runs on 'cuda' devices, not on device={device!r}")
+    return backend
+
+
+def _triton_backend():
+    """The Triton backend module, imported on first use (it needs torch and triton)."""
+    try:
+        from ..backends import triton as triton_backend
+    except ImportError as error:
         raise BackendUnavailableError(
-            "backend='triton' is not available in this version of fused_imgproc (the fused Triton kernel has not "
-            "landed yet); use backend='numpy' or 'auto' on the CPU"
-        )
-    if device_type != "cpu":
-        raise BackendUnavailableError(
-            f"device={device!r} needs the Triton GPU backend, which is not available in this version of "
-            "fused_imgproc; use device='cpu' (the default)"
-        )
-    return "numpy"
+            f"backend='triton' needs torch and triton ({error}); install fused-imgproc[gpu]"
+        ) from error
+    return triton_backend
 
 
 def _device_type(device) -> str:

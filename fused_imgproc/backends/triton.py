@@ -1,0 +1,446 @@
+"""The Triton backend: executes a `BatchPlan` with the fused crop/normalize kernel, one launch per batch.
+
+Data flow of one call (SPEC section 8):
+
+1. Host images (PIL, numpy, CPU tensors) are resized on the host with Pillow when the plan resizes (the same
+   `resized_pixels` the numpy backend uses), then only the window that survives the crop is packed, as uint8
+   (float32 for unresized float images), into a reused pinned staging buffer together with the descriptor table,
+   and reaches the GPU in one asynchronous copy on the current stream.
+2. Tensors already on the target device are read in place through their strides (a 4-D batch, views, CHW or
+   HWC); only a list of separately allocated tensors is first gathered into one buffer (a device-to-device copy).
+3. One kernel launch per source dtype (one for any batch of uint8 images) writes every image of the batch into
+   one output buffer, or into the caller's `out=`.
+
+The descriptor table and the per-channel value tables come from the plan (`ImageGeometry.source_window`,
+`BatchPlan.table`); this module decides no geometry and no numerics. Value tables, parameter vectors and the
+descriptors of in-place batches are cached on the device, so a fixed-shape call on device tensors does no
+host-to-device copy, no allocation besides its output, and no synchronisation: it can be captured in a CUDA graph
+after one warm-up call. Under `TRITON_INTERPRET=1` the same code runs with `device="cpu"` on CPU tensors.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from .._kernels import crop_normalize as K
+from ..image_utils import ChannelDimension, PreparedImage, infer_channel_dimension_format, is_torch_tensor, prepare_image
+from ..plan import RAW, UNIT_FLOAT, BatchPlan
+from . import BackendUnavailableError
+from . import numpy as numpy_backend
+
+INTERPRETED = K.INTERPRETED
+_OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.uint8)
+INT32_INDEX_LIMIT = K.INT32_MAX  # past this many elements in a source or output buffer, index in 64 bits
+_ALIGN = 64  # bytes between the descriptor and the pixels in a staging buffer
+
+# --- the custom ops -----------------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("fused_imgproc::crop_normalize_out", mutates_args=("out",))
+def crop_normalize_out(
+    src: torch.Tensor, desc: torch.Tensor, table: torch.Tensor, params: torch.Tensor, out: torch.Tensor,
+    max_pixels: int, max_channels: int, do_rescale: bool, do_normalize: bool, channels_last: bool, index_64: bool,
+) -> None:
+    """Writes the batch described by `desc` into the flat buffer `out` (see `_kernels.crop_normalize`)."""
+    K.crop_normalize(
+        src, desc, table, params, out, max_pixels=max_pixels, max_channels=max_channels, do_rescale=do_rescale,
+        do_normalize=do_normalize, channels_last=channels_last, index_64=index_64,
+    )
+
+
+@crop_normalize_out.register_fake
+def _(src, desc, table, params, out, max_pixels, max_channels, do_rescale, do_normalize, channels_last, index_64):
+    return None
+
+
+@torch.library.custom_op("fused_imgproc::crop_normalize", mutates_args=())
+def crop_normalize(
+    src: torch.Tensor, desc: torch.Tensor, table: torch.Tensor, params: torch.Tensor, out_numel: int,
+    out_dtype: torch.dtype, max_pixels: int, max_channels: int, do_rescale: bool, do_normalize: bool,
+    channels_last: bool, index_64: bool,
+) -> torch.Tensor:
+    """Functional form of `crop_normalize_out`: returns a new flat buffer of `out_numel` elements."""
+    out = torch.empty(out_numel, dtype=out_dtype, device=src.device)
+    crop_normalize_out(
+        src, desc, table, params, out, max_pixels, max_channels, do_rescale, do_normalize, channels_last, index_64
+    )
+    return out
+
+
+@crop_normalize.register_fake
+def _(src, desc, table, params, out_numel, out_dtype, max_pixels, max_channels, do_rescale, do_normalize,
+      channels_last, index_64):
+    return src.new_empty(out_numel, dtype=out_dtype)
+
+
+# --- device selection and input preparation -----------------------------------------------------------------------
+
+
+def resolve_device(device) -> torch.device:
+    """The target device, checked to be usable: a CUDA GPU, or the CPU under `TRITON_INTERPRET=1`."""
+    device = torch.device("cpu" if device is None else device)
+    if device.type == "cuda":
+        if INTERPRETED:
+            raise BackendUnavailableError(
+                "TRITON_INTERPRET=1 runs the Triton kernels on the CPU: use device='cpu' with backend='triton'"
+            )
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError(f"device={str(device)!r} was asked for but torch sees no CUDA GPU")
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device.index >= torch.cuda.device_count():
+            raise BackendUnavailableError(f"device={str(device)!r}: only {torch.cuda.device_count()} GPU(s) visible")
+        return device
+    if device.type == "cpu":
+        if not INTERPRETED:
+            raise BackendUnavailableError(
+                "backend='triton' needs a CUDA device (device='cuda'); on the CPU it runs only under the Triton "
+                "interpreter (TRITON_INTERPRET=1 set before fused_imgproc's kernels are first used)"
+            )
+        return device
+    raise BackendUnavailableError(f"backend='triton' cannot run on device {str(device)!r}")
+
+
+def prepare(image, do_convert_rgb: bool, input_data_format, device: torch.device, resizing: bool) -> PreparedImage:
+    """`prepare_image`, except that a uint8/float32 tensor already on `device` that needs no resize stays there.
+
+    Such a tensor becomes an (H, W, C) view read in place (a 1-channel image converted to RGB is a stride-0
+    view). Everything else goes through the host: a CUDA tensor that must be resized or alpha-composited is
+    copied to the host first (a synchronising round trip, until the GPU resize lands).
+    """
+    if is_torch_tensor(image) and image.device == device and image.dim() == 3 and not resizing and image.dtype in (
+        torch.uint8, torch.float32
+    ):
+        fmt = input_data_format if input_data_format is not None else infer_channel_dimension_format(image, (1, 3, 4))
+        hwc = image.permute(1, 2, 0) if ChannelDimension(fmt) == ChannelDimension.FIRST else image
+        channels = hwc.shape[-1]
+        if 0 in hwc.shape:
+            raise ValueError(f"Got an empty image of shape {tuple(image.shape)}: every side must be at least 1")
+        if not (do_convert_rgb and channels == 4):
+            if channels not in (1, 3, 4):
+                raise ValueError(
+                    f"Images must have 1, 3 or 4 channels, got {channels} (a tensor of shape {tuple(image.shape)}); "
+                    "pass `input_data_format` if the channel axis was guessed wrong"
+                )
+            if do_convert_rgb and channels == 1:
+                hwc = hwc.expand(-1, -1, 3)
+            # A CUDA tensor is not scanned for NaN/inf: that would synchronise. NaN in gives NaN out.
+            if hwc.dtype == torch.float32 and device.type == "cpu" and not torch.isfinite(hwc).all():
+                raise ValueError("The image contains NaN or infinite values")
+            return PreparedImage(tensor=hwc)
+    if is_torch_tensor(image) and image.device.type != "cpu":
+        image = image.cpu()
+    return prepare_image(image, do_convert_rgb, input_data_format)
+
+
+def torch_dtype(plan: BatchPlan, images: list[PreparedImage], out_dtype) -> torch.dtype:
+    """The output dtype of the batch (the numpy backend's rule), as a torch dtype this backend can write."""
+    if out_dtype == "bfloat16":
+        return torch.bfloat16
+    name = numpy_backend.output_dtype(plan, images, out_dtype).name
+    dtype = getattr(torch, name, None)
+    if dtype not in _OUT_DTYPES:
+        raise TypeError(f"backend='triton' writes float32, float16, bfloat16 or float64 outputs, not {name}")
+    return dtype
+
+
+def check_sources(plan: BatchPlan, images: list[PreparedImage]) -> None:
+    """Rejects, before any work, images whose values the kernel cannot reproduce exactly."""
+    for index, (item, image) in enumerate(zip(plan.images, images)):
+        if item.source != RAW or image.dtype == np.float32:
+            continue
+        dtype = image.dtype
+        exact_as_float32 = (np.issubdtype(dtype, np.integer) and dtype.itemsize <= 2) or (
+            dtype == np.float16 and plan.value_map.do_rescale
+        )
+        if not exact_as_float32 or plan.value_map.is_identity:
+            raise TypeError(
+                f"backend='triton' reads uint8, float32 and 8/16-bit integer images; image {index} is {dtype} and "
+                "is not resized, so its values would be computed in that dtype. Convert it to float32 or uint8, "
+                "or use backend='numpy'"
+            )
+
+
+# --- caches of small device tensors ---------------------------------------------------------------------------
+
+
+class _DeviceCache:
+    """LRU of small device tensors keyed by their contents. Entries used during CUDA-graph capture are never
+    evicted (a captured graph keeps reading them)."""
+
+    def __init__(self, size: int = 256):
+        self.size, self.entries, self.pinned, self.lock = size, OrderedDict(), {}, threading.Lock()
+
+    def get(self, key, make):
+        with self.lock:
+            value = self.pinned.get(key)
+            if value is None:
+                value = self.entries.get(key)
+                if value is not None:
+                    self.entries.move_to_end(key)
+        capturing = key[0].type == "cuda" and torch.cuda.is_current_stream_capturing()
+        if value is None:
+            if capturing:
+                raise RuntimeError(
+                    "fused_imgproc needs one call with the same shapes before CUDA-graph capture (to upload its "
+                    "descriptor and value tables outside the graph)"
+                )
+            value = make()
+        with self.lock:
+            if capturing:
+                self.pinned[key] = value
+            else:
+                self.entries[key] = value
+                while len(self.entries) > self.size:
+                    self.entries.popitem(last=False)
+        return value
+
+
+_TABLES = _DeviceCache()
+_DESCRIPTORS = _DeviceCache()
+
+
+class _PinnedRing:
+    """Two reused pinned host buffers per thread and device. A slot is refilled only after the copy that last
+    read it has finished (its event; normally long done, so this does not wait)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.buffers, self.events, self.next = device, [None, None], [None, None], 0
+
+    def upload(self, nbytes: int, fill) -> torch.Tensor:
+        """Calls `fill(host_uint8_numpy_view)`, then copies those bytes to a new device buffer asynchronously."""
+        slot, self.next = self.next, 1 - self.next
+        if self.events[slot] is not None:
+            self.events[slot].synchronize()
+        buffer = self.buffers[slot]
+        if buffer is None or buffer.numel() < nbytes:
+            buffer = torch.empty(max(nbytes, 1 << 20) * 5 // 4, dtype=torch.uint8, pin_memory=True)
+            self.buffers[slot] = buffer
+        fill(buffer.numpy()[:nbytes])
+        device_buffer = torch.empty(nbytes, dtype=torch.uint8, device=self.device)
+        device_buffer.copy_(buffer[:nbytes], non_blocking=True)
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(self.device))
+        self.events[slot] = event
+        return device_buffer
+
+
+_local = threading.local()
+
+
+def _upload(nbytes: int, fill, device: torch.device) -> torch.Tensor:
+    """A device uint8 buffer holding the bytes `fill` writes (pinned staging on CUDA, in place on the CPU)."""
+    if device.type == "cpu":
+        buffer = torch.empty(nbytes, dtype=torch.uint8)
+        fill(buffer.numpy())
+        return buffer
+    if torch.cuda.is_current_stream_capturing():
+        raise RuntimeError(
+            "CUDA-graph capture needs every input already on the GPU: host images would be baked into the graph"
+        )
+    rings = _local.__dict__.setdefault("rings", {})
+    ring = rings.get(device)
+    if ring is None:
+        ring = rings[device] = _PinnedRing(device)
+    return ring.upload(nbytes, fill)
+
+
+def _upload_array(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    array = np.ascontiguousarray(array)
+
+    def fill(view):
+        view[:] = array.view(np.uint8).reshape(-1)
+
+    return _upload(array.nbytes, fill, device).view(torch.from_numpy(array[:0]).dtype).view(array.shape)
+
+
+def _value_tables(plan: BatchPlan, items, dtype: torch.dtype, device: torch.device):
+    """The concatenated (C, 256) tables of `items` in the output dtype, and each table's element offset."""
+    kinds = sorted({(item.channels, item.source == UNIT_FLOAT) for item in items})
+    by_kind = {(item.channels, item.source == UNIT_FLOAT): item for item in items}
+    offsets, start = {}, 0
+    for kind in kinds:
+        offsets[kind] = start
+        start += kind[0] * 256
+
+    def make():
+        tables = np.concatenate([plan.table(by_kind[kind]).reshape(-1) for kind in kinds])
+        values = torch.from_numpy(np.ascontiguousarray(tables)).to(dtype)  # round to nearest even, once
+        return _upload_array(values.view(torch.uint8).numpy() if dtype == torch.bfloat16 else values.numpy(),
+                             device).view(dtype).reshape(-1)
+
+    return _TABLES.get((device, "table", plan.value_map, tuple(kinds), dtype), make), offsets
+
+
+def _params(plan: BatchPlan, max_channels: int, device: torch.device) -> torch.Tensor:
+    """float64 `[scale, mean_0..MAX_C-1, std_0..MAX_C-1]` for the arithmetic (float32 source) path."""
+    vm = plan.value_map
+
+    def make():
+        params = np.zeros(1 + 2 * max_channels, dtype=np.float64)
+        params[0] = vm.rescale_factor
+        if vm.do_normalize:
+            params[1 : 1 + len(vm.mean)] = vm.mean
+            params[1 + max_channels : 1 + max_channels + len(vm.std)] = vm.std
+        return _upload_array(params, device)
+
+    return _TABLES.get((device, "params", vm, max_channels), make)
+
+
+# --- executing a plan ------------------------------------------------------------------------------------------
+
+
+def execute(
+    plan: BatchPlan, images: list[PreparedImage], *, device: torch.device, channels_first: bool = True,
+    out_dtype=None, stack: bool = True, out: torch.Tensor | None = None,
+) -> torch.Tensor | list[torch.Tensor]:
+    """Runs `plan` on `images` on `device` (see the module docstring).
+
+    Args:
+        plan (`BatchPlan`): geometry and value map of every image.
+        images (`list[PreparedImage]`): the inputs (`prepare`d), one per `plan.images` entry.
+        device (`torch.device`): from `resolve_device`.
+        channels_first (`bool`, *optional*, defaults to `True`): (C, H, W) outputs, else (H, W, C).
+        out_dtype (`np.dtype` or `"bfloat16"`, *optional*): output dtype (the plan's own when `None`).
+        stack (`bool`, *optional*, defaults to `True`): one (N, ...) tensor when every output has the same shape.
+        out (`torch.Tensor`, *optional*): a contiguous (N, ...) tensor of the output dtype on `device` to write.
+    """
+    dtype = torch_dtype(plan, images, out_dtype)
+    check_sources(plan, images)
+    shapes = []
+    for item in plan.images:
+        h, w = item.geometry.out_hw
+        shapes.append((item.channels, h, w) if channels_first else (h, w, item.channels))
+    numels = [int(np.prod(shape)) for shape in shapes]
+    out_offsets = np.concatenate([[0], np.cumsum(numels)]).astype(np.int64)
+    uniform = len(set(shapes)) == 1
+    if out is not None:
+        check_out(out, (len(shapes),) + shapes[0] if uniform else None, dtype, device)
+        flat = out.view(-1)
+    else:
+        flat = torch.empty(int(out_offsets[-1]), dtype=dtype, device=device)
+
+    groups: dict[object, list[int]] = {}
+    for i, (item, image) in enumerate(zip(plan.images, images)):
+        key = ("device", image.tensor.dtype) if image.tensor is not None else ("host", item.source == RAW)
+        groups.setdefault(key, []).append(i)
+    for (where, _), indices in groups.items():
+        _launch(plan, images, indices, where == "device", flat, out_offsets, device, channels_first)
+
+    if out is not None:
+        return out
+    if stack and uniform:
+        return flat.view((len(shapes),) + shapes[0])
+    return [flat[out_offsets[i] : out_offsets[i + 1]].view(shape) for i, shape in enumerate(shapes)]
+
+
+def check_out(out, shape, dtype: torch.dtype, device: torch.device) -> None:
+    """`out=` must be a contiguous tensor of exactly the result's shape, dtype and device."""
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a torch.Tensor, got {type(out).__name__}")
+    if shape is None:
+        raise ValueError("out= needs every output image to have the same shape; this batch's outputs differ")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out has shape {tuple(out.shape)}, but the result has shape {tuple(shape)}")
+    if out.dtype != dtype:
+        raise ValueError(f"out has dtype {out.dtype}, but the result is {dtype} (pass dtype= to choose it)")
+    if out.device != device:
+        raise ValueError(f"out is on {out.device}, but the result is computed on {device}")
+    if not out.is_contiguous():
+        raise ValueError("out must be contiguous")
+
+
+def _launch(plan, images, indices, on_device: bool, flat, out_offsets, device, channels_first: bool) -> None:
+    """One kernel launch for the images `indices`, which share a source dtype (and, on the device, a buffer)."""
+    items = [plan.images[i] for i in indices]
+    float_src = items[0].source == RAW
+    max_channels = max(item.channels for item in items)
+    max_pixels = max(item.geometry.out_hw[0] * item.geometry.out_hw[1] for item in items)
+    if float_src:
+        table = params = _params(plan, max_channels, device)
+        table_offsets = {}
+    else:
+        table, table_offsets = _value_tables(plan, items, flat.dtype, device)
+        params = table
+
+    def descriptor(sources) -> np.ndarray:
+        """(N, DESC_FIELDS) int64 rows from each image's (source offset, (SY, SX, SC))."""
+        rows = [
+            _row(item, int(out_offsets[i]), table_offsets.get((item.channels, item.source == UNIT_FLOAT), 0), *src)
+            for i, item, src in zip(indices, items, sources)
+        ]
+        return np.array(rows, dtype=np.int64).reshape(-1, K.DESC_FIELDS)
+
+    stage = _stage_device if on_device else _stage_host
+    src, desc = stage(plan, images, indices, descriptor, device, float_src)
+    vm = plan.value_map
+    index_64 = max(src.numel(), flat.numel()) > INT32_INDEX_LIMIT
+    torch.ops.fused_imgproc.crop_normalize_out(
+        src, desc, table, params, flat, max_pixels, max_channels, vm.do_rescale, vm.do_normalize,
+        not channels_first, index_64,
+    )
+
+
+def _row(item, out_offset: int, table_offset: int, src_offset: int, strides) -> list[int]:
+    _, _, (oy0, oy1), (ox0, ox1) = item.geometry.source_window()
+    oh, ow = item.geometry.out_hw
+    return [src_offset, *strides, out_offset, oh, ow, oy0, oy1, ox0, ox1, item.channels, table_offset]
+
+
+def _stage_host(plan, images, indices, descriptor, device, float_src: bool):
+    """Resizes on the host (thread pool), packs the crop windows after the descriptor in one staging buffer and
+    uploads it with one asynchronous copy. Returns the device (src, desc) views of that buffer."""
+    src_dtype = np.dtype(np.float32 if float_src else np.uint8)
+    pool = numpy_backend._pool() if len(indices) > 1 else None
+    run = (lambda f, n: list(pool.map(f, range(n)))) if pool else (lambda f, n: [f(k) for k in range(n)])
+
+    def window(k):
+        item = plan.images[indices[k]]
+        (y0, y1), (x0, x1), _, _ = item.geometry.source_window()
+        pixels = numpy_backend.resized_pixels(images[indices[k]], item)[y0:y1, x0:x1]
+        return pixels.astype(src_dtype, copy=False)
+
+    windows = run(window, len(indices))
+    starts = np.concatenate([[0], np.cumsum([w.size for w in windows])]).astype(np.int64)
+    desc = descriptor([(int(starts[k]), (w.shape[1] * w.shape[2], w.shape[2], 1)) for k, w in enumerate(windows)])
+    data_start = -(-desc.nbytes // _ALIGN) * _ALIGN
+    nbytes = data_start + int(starts[-1]) * src_dtype.itemsize
+
+    def fill(view):
+        view[: desc.nbytes] = desc.view(np.uint8).reshape(-1)
+        values = view[data_start:nbytes].view(src_dtype)
+
+        def copy(k):
+            np.copyto(values[starts[k] : starts[k + 1]].reshape(windows[k].shape), windows[k])
+
+        run(copy, len(windows))
+
+    buffer = _upload(nbytes, fill, device)
+    src = buffer[data_start:nbytes].view(torch.from_numpy(np.empty(0, src_dtype)).dtype)
+    return src, buffer[: desc.nbytes].view(torch.int64).view(-1, K.DESC_FIELDS)
+
+
+def _stage_device(plan, images, indices, descriptor, device, float_src: bool):
+    """Device tensors: read in place when they share one storage (a 4-D batch and its views), else gathered into
+    one buffer with a device-to-device copy. The descriptor (offsets, no addresses) is cached on the device."""
+    tensors = [images[i].tensor for i in indices]
+    boxes = [plan.images[i].geometry.source_window()[:2] for i in indices]
+    storage = tensors[0].untyped_storage()
+    if all(t.untyped_storage().data_ptr() == storage.data_ptr() for t in tensors):
+        itemsize = tensors[0].element_size()
+        src = tensors[0].new_empty(0).set_(storage, 0, (storage.nbytes() // itemsize,), (1,))
+        sources = [
+            (t.storage_offset() + y0 * t.stride(0) + x0 * t.stride(1), tuple(t.stride()))
+            for t, ((y0, _), (x0, _)) in zip(tensors, boxes)
+        ]
+    else:
+        windows = [t[y0:y1, x0:x1] for t, ((y0, y1), (x0, x1)) in zip(tensors, boxes)]
+        src = torch.cat([w.reshape(-1) for w in windows])
+        starts = np.concatenate([[0], np.cumsum([w.numel() for w in windows])])
+        sources = [(int(s), (w.shape[1] * w.shape[2], w.shape[2], 1)) for s, w in zip(starts, windows)]
+    desc = descriptor(sources)
+    return src, _DESCRIPTORS.get((device, desc.tobytes()), lambda: _upload_array(desc, device))
