@@ -140,6 +140,18 @@ def test_float_images_without_resize_use_the_reference_arithmetic(dtype, layout)
     check(proc, [rng.random((3, 8, 5), dtype=np.float32)], dtype, layout)
 
 
+def test_non_contiguous_host_arrays():
+    """numpy views (steps, transposes, negative strides) are read through their strides on the host."""
+    rng = np.random.default_rng(20)
+    big = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    views = [big[::2, 1::3], big[::-1, ::-1], big.transpose(1, 0, 2), big[5:6, :, ::-1]]
+    floats = rng.random((3, 30, 20), dtype=np.float32)[:, ::3, ::2]  # a CHW view
+    for proc in (fi.CLIPImageProcessor(size={"shortest_edge": 9}, crop_size={"height": 8, "width": 9}),
+                 fi.CLIPImageProcessor(do_resize=False, crop_size={"height": 8, "width": 9})):
+        check(proc, views, input_data_format="channels_last")
+        check(proc, [floats], torch.bfloat16, input_data_format="channels_first")
+
+
 def test_integer_images_are_converted_exactly():
     rng = np.random.default_rng(8)
     proc = fi.CLIPImageProcessor(do_resize=False, crop_size={"height": 5, "width": 5})
