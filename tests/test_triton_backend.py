@@ -211,12 +211,16 @@ def test_one_channel_device_images_converted_to_rgb_by_a_zero_stride():
     check(fi.ViTImageProcessor(do_resize=False, image_mean=0.5, image_std=0.25), gray, torch.bfloat16)
 
 
-def test_device_tensors_that_need_a_resize_go_through_the_host():
+def test_device_tensors_resized_on_the_device_or_through_the_host():
     rng = np.random.default_rng(12)
     proc = fi.CLIPImageProcessor(size={"shortest_edge": 8}, crop_size={"height": 8, "width": 8})
-    check(proc, device_batch(rng))
+    batch = device_batch(rng)
+    check(proc, batch)  # uint8: resized by the GPU kernel, read in place
+    check(proc, [batch[0].clone(), batch[1, :, 1:, ::2].clone()])  # separate tensors: gathered first
+    check(proc, batch.float() / 255)  # float values: quantized like transformers, on the host
     rgba = torch.from_numpy(rng.integers(0, 256, (6, 5, 4), dtype=np.uint8)).to(DEVICE)
     check(fi.CLIPImageProcessor(do_resize=False, crop_size={"height": 4, "width": 4}), rgba)  # alpha composite
+    check(fi.ViTImageProcessor(size={"height": 5, "width": 7}, image_mean=0.5, image_std=0.5), rgba)  # premultiplied
 
 
 def test_identity_value_map_keeps_uint8():

@@ -28,24 +28,31 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-def resized_pixels(image: PreparedImage, item: ImagePlan) -> np.ndarray:
-    """The image after the plan's resize, as (H, W, C): uint8 for every source but RAW."""
-    geometry = item.geometry
+def source_pixels(image: PreparedImage, item: ImagePlan):
+    """The image as it enters the resize: the PIL image itself, or an (H, W, C) array (uint8 for every source
+    but RAW; transformers quantizes float/integral images to uint8 whenever it resizes, even to the same size)."""
     if item.source == PIL_SOURCE:
-        pil = image.pil
-        if geometry.resample is not None:
-            pil = pil.resize(geometry.resize_hw[::-1], resample=geometry.resample)
-        pixels = np.asarray(pil)
-        return pixels[..., None] if pixels.ndim == 2 else pixels
+        return image.pil
     array = image.array
-    # transformers quantizes float/integral images to uint8 whenever it resizes, even to the same size.
     if item.source == UNIT_FLOAT:
         array = (array.astype(np.float64) * 255).astype(np.float32).astype(np.uint8)
     elif item.source == INTEGRAL:
         array = array.astype(np.uint8)
+    return array
+
+
+def resized_pixels(image: PreparedImage, item: ImagePlan) -> np.ndarray:
+    """The image after the plan's resize, as (H, W, C): uint8 for every source but RAW."""
+    geometry = item.geometry
+    pixels = source_pixels(image, item)
+    if isinstance(pixels, PIL.Image.Image):
+        if geometry.resample is not None:
+            pixels = pixels.resize(geometry.resize_hw[::-1], resample=geometry.resample)
+        pixels = np.asarray(pixels)
+        return pixels[..., None] if pixels.ndim == 2 else pixels
     if item.source == RAW or geometry.resample is None:
-        return array
-    pil = PIL.Image.fromarray(np.ascontiguousarray(array[..., 0] if array.shape[-1] == 1 else array))
+        return pixels
+    pil = PIL.Image.fromarray(np.ascontiguousarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels))
     pixels = np.asarray(pil.resize(geometry.resize_hw[::-1], resample=geometry.resample))
     return pixels[..., None] if pixels.ndim == 2 else pixels
 

@@ -24,12 +24,15 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
+import PIL.Image
 import torch
 
 from .._kernels import crop_normalize as K
+from .._kernels import resample as RK
 from ..image_utils import ChannelDimension, PreparedImage, infer_channel_dimension_format, is_torch_tensor, prepare_image
 from ..plan import RAW, UNIT_FLOAT, BatchPlan
-from . import BackendUnavailableError
+from ..resample import GPU_FILTERS
+from . import BackendUnavailableError, gpu_resize
 from . import numpy as numpy_backend
 
 INTERPRETED = K.INTERPRETED
@@ -77,6 +80,18 @@ def _(src, desc, table, params, out_numel, out_dtype, max_pixels, max_channels, 
     return src.new_empty(out_numel, dtype=out_dtype)
 
 
+@torch.library.custom_op("fused_imgproc::resample_out", mutates_args=("dst",))
+def resample_out(src: torch.Tensor, dst: torch.Tensor, desc: torch.Tensor, coef: torch.Tensor, max_outputs: int,
+                 max_channels: int) -> None:
+    """One Pillow resampling pass for every image of `desc` (see `_kernels.resample`), uint8 `src` -> `dst`."""
+    RK.resample(src, dst, desc, coef, max_outputs=max_outputs, max_channels=max_channels)
+
+
+@resample_out.register_fake
+def _(src, dst, desc, coef, max_outputs, max_channels):
+    return None
+
+
 # --- device selection and input preparation -----------------------------------------------------------------------
 
 
@@ -105,22 +120,22 @@ def resolve_device(device) -> torch.device:
     raise BackendUnavailableError(f"backend='triton' cannot run on device {str(device)!r}")
 
 
-def prepare(image, do_convert_rgb: bool, input_data_format, device: torch.device, resizing: bool) -> PreparedImage:
-    """`prepare_image`, except that a uint8/float32 tensor already on `device` that needs no resize stays there.
+def prepare(image, do_convert_rgb: bool, input_data_format, device: torch.device, resize_filter) -> PreparedImage:
+    """`prepare_image`, except that a tensor already on `device` stays there when the GPU can take it as it is:
+    uint8 (resized on the GPU when `resize_filter` is one of Pillow's filters the GPU has), or float32 without a
+    resize (`resize_filter` is None).
 
     Such a tensor becomes an (H, W, C) view read in place (a 1-channel image converted to RGB is a stride-0
-    view). Everything else goes through the host: a CUDA tensor that must be resized or alpha-composited is
-    copied to the host first (a synchronising round trip, until the GPU resize lands).
+    view). Everything else goes through the host: a device tensor that must be alpha-composited, resized as
+    RGBA (premultiplied) or resized from float values is copied to the host first (a synchronising round trip).
     """
-    if is_torch_tensor(image) and image.device == device and image.dim() == 3 and not resizing and image.dtype in (
-        torch.uint8, torch.float32
-    ):
+    if _stays_on_device(image, device, resize_filter):
         fmt = input_data_format if input_data_format is not None else infer_channel_dimension_format(image, (1, 3, 4))
         hwc = image.permute(1, 2, 0) if ChannelDimension(fmt) == ChannelDimension.FIRST else image
         channels = hwc.shape[-1]
         if 0 in hwc.shape:
             raise ValueError(f"Got an empty image of shape {tuple(image.shape)}: every side must be at least 1")
-        if not (do_convert_rgb and channels == 4):
+        if not (channels == 4 and (do_convert_rgb or resize_filter is not None)):
             if channels not in (1, 3, 4):
                 raise ValueError(
                     f"Images must have 1, 3 or 4 channels, got {channels} (a tensor of shape {tuple(image.shape)}); "
@@ -135,6 +150,14 @@ def prepare(image, do_convert_rgb: bool, input_data_format, device: torch.device
     if is_torch_tensor(image) and image.device.type != "cpu":
         image = image.cpu()
     return prepare_image(image, do_convert_rgb, input_data_format)
+
+
+def _stays_on_device(image, device: torch.device, resize_filter) -> bool:
+    if not is_torch_tensor(image) or image.device != device or image.dim() != 3:
+        return False
+    if resize_filter is None:
+        return image.dtype in (torch.uint8, torch.float32)
+    return image.dtype == torch.uint8 and resize_filter in GPU_FILTERS
 
 
 def torch_dtype(plan: BatchPlan, images: list[PreparedImage], out_dtype) -> torch.dtype:
@@ -391,12 +414,46 @@ def _row(item, out_offset: int, table_offset: int, src_offset: int, strides) -> 
     return [src_offset, *strides, out_offset, oh, ow, oy0, oy1, ox0, ox1, item.channels, table_offset]
 
 
+def _runner(n: int):
+    """`run(f, n)` over the shared thread pool (Pillow and numpy copies release the GIL) when there is work for it."""
+    pool = numpy_backend._pool() if n > 1 else None
+    return (lambda f, count: list(pool.map(f, range(count)))) if pool else (lambda f, count: [f(k) for k in range(count)])
+
+
+def _upload_sections(tables: list[np.ndarray], windows: list[np.ndarray], dtype: np.dtype, device, run):
+    """One staging buffer holding `tables` (each 64-byte aligned) then every window packed back to back, in one
+    upload. Returns the device views of the tables, of the pixels, and each window's element offset."""
+    offsets, position = [], 0
+    for table in tables:
+        offsets.append(position)
+        position = -(-(position + table.nbytes) // _ALIGN) * _ALIGN
+    starts = np.concatenate([[0], np.cumsum([w.size for w in windows])]).astype(np.int64)
+    nbytes = position + int(starts[-1]) * dtype.itemsize
+
+    def fill(view):
+        for table, offset in zip(tables, offsets):
+            view[offset : offset + table.nbytes] = table.view(np.uint8).reshape(-1)
+        values = view[position:nbytes].view(dtype)
+
+        def copy(k):
+            np.copyto(values[starts[k] : starts[k + 1]].reshape(windows[k].shape), windows[k])
+
+        run(copy, len(windows))
+
+    buffer = _upload(nbytes, fill, device)
+    views = [
+        buffer[o : o + t.nbytes].view(torch.from_numpy(t[:0]).dtype).view(t.shape) for t, o in zip(tables, offsets)
+    ]
+    return views, buffer[position:nbytes].view(torch.from_numpy(np.empty(0, dtype)).dtype), starts
+
+
 def _stage_host(plan, images, indices, descriptor, device, float_src: bool):
-    """Resizes on the host (thread pool), packs the crop windows after the descriptor in one staging buffer and
-    uploads it with one asynchronous copy. Returns the device (src, desc) views of that buffer."""
+    """Host images: resized with Pillow (thread pool) unless the GPU can resize them; the crop windows and the
+    descriptor travel in one upload. Returns the device (src, desc) the crop/normalize kernel reads."""
+    if not float_src and any(gpu_resize.on_gpu(plan.images[i], images[i]) for i in indices):
+        return _stage_host_gpu_resize(plan, images, indices, descriptor, device)
     src_dtype = np.dtype(np.float32 if float_src else np.uint8)
-    pool = numpy_backend._pool() if len(indices) > 1 else None
-    run = (lambda f, n: list(pool.map(f, range(n)))) if pool else (lambda f, n: [f(k) for k in range(n)])
+    run = _runner(len(indices))
 
     def window(k):
         item = plan.images[indices[k]]
@@ -407,40 +464,111 @@ def _stage_host(plan, images, indices, descriptor, device, float_src: bool):
     windows = run(window, len(indices))
     starts = np.concatenate([[0], np.cumsum([w.size for w in windows])]).astype(np.int64)
     desc = descriptor([(int(starts[k]), (w.shape[1] * w.shape[2], w.shape[2], 1)) for k, w in enumerate(windows)])
-    data_start = -(-desc.nbytes // _ALIGN) * _ALIGN
-    nbytes = data_start + int(starts[-1]) * src_dtype.itemsize
+    (desc_view,), src, _ = _upload_sections([desc], windows, src_dtype, device, run)
+    return src, desc_view
 
-    def fill(view):
-        view[: desc.nbytes] = desc.view(np.uint8).reshape(-1)
-        values = view[data_start:nbytes].view(src_dtype)
 
-        def copy(k):
-            np.copyto(values[starts[k] : starts[k + 1]].reshape(windows[k].shape), windows[k])
+def _stage_host_gpu_resize(plan, images, indices, descriptor, device):
+    """Uploads, for each image the GPU resizes, only the source rectangle its crop window reads (other images:
+    their final window), then runs the resample passes into a work buffer: two launches at most."""
+    run = _runner(len(indices))
 
-        run(copy, len(windows))
+    def part(k):
+        item, image = plan.images[indices[k]], images[indices[k]]
+        if gpu_resize.on_gpu(item, image):
+            pixels = numpy_backend.source_pixels(image, item)
+            pixels = np.asarray(pixels) if isinstance(pixels, PIL.Image.Image) else pixels
+            pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+            (sy0, sy1), (sx0, sx1) = gpu_resize.source_rect(item)
+            return pixels[sy0:sy1, sx0:sx1], (sy0, sx0)
+        (y0, y1), (x0, x1), _, _ = item.geometry.source_window()
+        return numpy_backend.resized_pixels(image, item)[y0:y1, x0:x1], None
 
-    buffer = _upload(nbytes, fill, device)
-    src = buffer[data_start:nbytes].view(torch.from_numpy(np.empty(0, src_dtype)).dtype)
-    return src, buffer[: desc.nbytes].view(torch.int64).view(-1, K.DESC_FIELDS)
+    parts = run(part, len(indices))
+    windows = [pixels for pixels, _ in parts]
+    starts = np.concatenate([[0], np.cumsum([w.size for w in windows])]).astype(np.int64)
+    passes, sources = gpu_resize.PassPlan(), []
+    for k, (pixels, origin) in enumerate(parts):
+        item = plan.images[indices[k]]
+        rows, cols, channels = pixels.shape
+        if origin is None:
+            final = passes.add_copy(pixels.shape, (int(starts[k]), cols * channels, channels, 1))
+            shape = pixels.shape
+        else:
+            src = (int(starts[k]) - origin[0] * cols * channels - origin[1] * channels, cols * channels, channels, 1)
+            final = passes.add_resized(item, src, channels)
+            (y0, y1), (x0, x1), _, _ = item.geometry.source_window()
+            shape = (y1 - y0, x1 - x0, channels)
+        sources.append((final, (shape[1] * shape[2], shape[2], 1)))
+    split, stage1, stage2, blob = passes.finish()
+    desc = descriptor(sources)
+    (stage1_t, stage2_t, desc_t, blob_t), pixels_t, _ = _upload_sections(
+        [stage1, stage2, desc, blob], windows, np.dtype(np.uint8), device, run
+    )
+    work = torch.empty(split + passes.final, dtype=torch.uint8, device=device)
+    _run_passes(pixels_t, work, split, stage1_t, stage2_t, blob_t, stage1, stage2, passes.channels)
+    return work[split:], desc_t
 
 
 def _stage_device(plan, images, indices, descriptor, device, float_src: bool):
     """Device tensors: read in place when they share one storage (a 4-D batch and its views), else gathered into
     one buffer with a device-to-device copy. The descriptor (offsets, no addresses) is cached on the device."""
     tensors = [images[i].tensor for i in indices]
-    boxes = [plan.images[i].geometry.source_window()[:2] for i in indices]
+    resizing = any(plan.images[i].geometry.resample is not None for i in indices)
+    # What each image's first kernel reads: the source rectangle a GPU resize needs, else the crop window.
+    boxes = [
+        gpu_resize.source_rect(plan.images[i]) if resizing else plan.images[i].geometry.source_window()[:2]
+        for i in indices
+    ]
     storage = tensors[0].untyped_storage()
     if all(t.untyped_storage().data_ptr() == storage.data_ptr() for t in tensors):
         itemsize = tensors[0].element_size()
         src = tensors[0].new_empty(0).set_(storage, 0, (storage.nbytes() // itemsize,), (1,))
-        sources = [
-            (t.storage_offset() + y0 * t.stride(0) + x0 * t.stride(1), tuple(t.stride()))
-            for t, ((y0, _), (x0, _)) in zip(tensors, boxes)
-        ]
+        # Absolute mapping: element (r, c, ch) of image t is src[offset + r*s_row + c*s_col + ch*s_c].
+        mappings = [(t.storage_offset(), *t.stride()) for t in tensors]
     else:
-        windows = [t[y0:y1, x0:x1] for t, ((y0, y1), (x0, x1)) in zip(tensors, boxes)]
-        src = torch.cat([w.reshape(-1) for w in windows])
-        starts = np.concatenate([[0], np.cumsum([w.numel() for w in windows])])
-        sources = [(int(s), (w.shape[1] * w.shape[2], w.shape[2], 1)) for s, w in zip(starts, windows)]
+        rects = [t[y0:y1, x0:x1] for t, ((y0, y1), (x0, x1)) in zip(tensors, boxes)]
+        src = torch.cat([r.reshape(-1) for r in rects])
+        starts = np.concatenate([[0], np.cumsum([r.numel() for r in rects])])
+        mappings = [
+            (int(s) - y0 * r.shape[1] * r.shape[2] - x0 * r.shape[2], r.shape[1] * r.shape[2], r.shape[2], 1)
+            for s, r, ((y0, _), (x0, _)) in zip(starts, rects, boxes)
+        ]
+    if resizing:
+        return _device_gpu_resize(plan, indices, src, mappings, descriptor, device)
+    sources = [
+        (offset + y0 * s_row + x0 * s_col, (s_row, s_col, s_c))
+        for (offset, s_row, s_col, s_c), ((y0, _), (x0, _)) in zip(mappings, boxes)
+    ]
     desc = descriptor(sources)
     return src, _DESCRIPTORS.get((device, desc.tobytes()), lambda: _upload_array(desc, device))
+
+
+def _device_gpu_resize(plan, indices, src, mappings, descriptor, device):
+    """The resample passes for device images (mapped in `src`), then the crop/normalize inputs."""
+    passes, sources = gpu_resize.PassPlan(), []
+    for i, (offset, s_row, s_col, s_c) in zip(indices, mappings):
+        item = plan.images[i]
+        (y0, y1), (x0, x1), _, _ = item.geometry.source_window()
+        if item.geometry.resample is None or y1 <= y0:
+            window = (offset + y0 * s_row + x0 * s_col, s_row, s_col, s_c)
+            final = passes.add_copy((y1 - y0, x1 - x0, item.channels), window)
+        else:
+            final = passes.add_resized(item, (offset, s_row, s_col, s_c), item.channels)
+        sources.append((final, ((x1 - x0) * item.channels, item.channels, 1)))
+    split, stage1, stage2, blob = passes.finish()
+    tables = [stage1, stage2, descriptor(sources), blob]
+    key = (device, "resize", b"".join(t.tobytes() for t in tables), tuple(len(t) for t in tables))
+    stage1_t, stage2_t, desc_t, blob_t = _DESCRIPTORS.get(key, lambda: _upload_sections(
+        tables, [], np.dtype(np.uint8), device, _runner(1))[0])
+    work = torch.empty(split + passes.final, dtype=torch.uint8, device=device)
+    _run_passes(src, work, split, stage1_t, stage2_t, blob_t, stage1, stage2, passes.channels)
+    return work[split:], desc_t
+
+
+def _run_passes(src, work, split, stage1_t, stage2_t, blob_t, stage1, stage2, channels) -> None:
+    """Stage 1 reads `src` and writes `work`; stage 2 (two-pass images) reads `work[:split]`, writes `work[split:]`."""
+    torch.ops.fused_imgproc.resample_out(src, work, stage1_t, blob_t, gpu_resize.max_outputs(stage1), channels)
+    if len(stage2):
+        torch.ops.fused_imgproc.resample_out(work[:split], work[split:], stage2_t, blob_t,
+                                             gpu_resize.max_outputs(stage2), channels)

@@ -255,7 +255,7 @@ class BaseImageProcessor(ImageProcessingMixin):
             raise ValueError(f"device={str(device)!r} returns torch tensors: use return_tensors='pt' (or None)")
         prepared = [
             triton_backend.prepare(image, bool(settings["do_convert_rgb"]), input_data_format, device,
-                                   resizing=bool(settings["do_resize"]))
+                                   resize_filter=int(settings["resample"]) if settings["do_resize"] else None)
             for image in make_flat_list_of_images(images)
         ]
         plan = self._plan(prepared, settings)

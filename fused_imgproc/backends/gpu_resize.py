@@ -1,0 +1,153 @@
+"""Host-side planning of the GPU resize: which pixels each pass computes, as descriptor rows for the kernel.
+
+For every image the plan's crop window (`ImageGeometry.source_window`, rows [Y0, Y1) x cols [X0, X1) of the
+resized image) decides everything: the last pass computes exactly that window, the first pass only the
+rows (or columns) the last one reads, and only the source rectangle those read is uploaded. Pass order, the
+skipping of unchanged axes and the coefficient tables are `fused_imgproc.resample`'s (Pillow's).
+
+Buffers: stage 1 writes into `work` (intermediates in `[0, split)`, single-pass results in `[split, ...)`);
+stage 2 reads `work[:split]` and writes `work[split:]`; the crop/normalize kernel reads `work[split:]`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._kernels import resample as RK
+from ..image_utils import PreparedImage
+from ..plan import ImagePlan
+from ..resample import GPU_FILTERS, AxisCoefficients, axis_coefficients, passes
+
+
+def on_gpu(item: ImagePlan, image: PreparedImage) -> bool:
+    """Whether the GPU reproduces Pillow's resize of this image (L or RGB, a supported filter, something to do).
+
+    RGBA and LA images are resized by Pillow with premultiplied alpha, and palette images as NEAREST: those,
+    and filters without a GPU version, take the host path.
+    """
+    geometry = item.geometry
+    if geometry.resample is None or geometry.resample not in GPU_FILTERS or item.channels not in (1, 3):
+        return False
+    if image.pil is not None and image.pil.mode not in ("L", "RGB"):
+        return False
+    (y0, y1), _, _, _ = geometry.source_window()
+    return y1 > y0
+
+
+def source_rect(item: ImagePlan) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Rows and columns of the image entering the resize that the crop window needs."""
+    (y0, y1), (x0, x1), _, _ = item.geometry.source_window()
+    if y1 <= y0:
+        return (0, 0), (0, 0)
+    (h, w), (oh, ow) = item.geometry.src_hw, item.geometry.resize_hw
+    rows = axis_coefficients(h, oh, item.geometry.resample).input_range(y0, y1) if h != oh else (y0, y1)
+    cols = axis_coefficients(w, ow, item.geometry.resample).input_range(x0, x1) if w != ow else (x0, x1)
+    return rows, cols
+
+
+def _identity(size: int) -> AxisCoefficients:
+    """A one-tap copy (weight 2**22): exact, used to move host-resized or unresized windows into `work`."""
+    index = np.arange(size, dtype=np.int32)
+    return AxisCoefficients(size, size, index, np.ones(size, np.int32), np.full((size, 1), 1 << 22, np.int32))
+
+
+class PassPlan:
+    """Descriptor rows of both resample stages and the coefficient blob for one launch group."""
+
+    def __init__(self):
+        self.blob: list[np.ndarray] = []
+        self.blob_size = 0
+        self.tables: dict[object, int] = {}
+        self.stage1: list[list[int]] = []
+        self.stage1_final: list[bool] = []  # True where a stage-1 row writes a final window (offset from `split`)
+        self.stage2: list[list[int]] = []
+        self.intermediate = 0
+        self.final = 0
+        self.channels = 1
+
+    def _table(self, key, make) -> tuple[int, AxisCoefficients]:
+        table = make()
+        if key not in self.tables:
+            self.tables[key] = self.blob_size
+            part = np.concatenate([table.first, table.count, table.coef.reshape(-1)]).astype(np.int32)
+            self.blob.append(part)
+            self.blob_size += part.size
+        return self.tables[key], table
+
+    def _row(self, src, axis: int, other: tuple[int, int], out: tuple[int, int], table_key, make, dst, channels):
+        """A descriptor row: `src = (offset, s_row, s_col, s_c)` in absolute source coordinates; `dst = (offset,
+        d_row, d_col)` of the computed block's first element; `other`/`out`: absolute ranges of the kept and
+        the resampled axis."""
+        offset, s_row, s_col, s_c = src
+        s_other, s_axis = (s_col, s_row) if axis == 0 else (s_row, s_col)
+        d_off, d_row, d_col = dst
+        d_other, d_axis = (d_col, d_row) if axis == 0 else (d_row, d_col)
+        coef, table = self._table(table_key, make)
+        return [offset, s_other, s_axis, s_c, d_off, d_other, d_axis, other[1] - other[0], out[1] - out[0], other[0],
+                out[0], coef, table.out_size, table.ksize, channels]
+
+    def add_resized(self, item: ImagePlan, src, channels: int) -> int:
+        """Both (or one) passes of `item` reading `src`; returns the final window's offset in `work[split:]`."""
+        self.channels = max(self.channels, channels)
+        (h, w), (oh, ow), f = item.geometry.src_hw, item.geometry.resize_hw, item.geometry.resample
+        (y0, y1), (x0, x1), _, _ = item.geometry.source_window()
+        (sy0, sy1), (sx0, sx1) = source_rect(item)
+        final, width = self.final, (x1 - x0) * channels
+        self.final += (y1 - y0) * width
+        tables = {
+            0: ((h, oh, f), lambda: axis_coefficients(h, oh, f)),
+            1: ((w, ow, f), lambda: axis_coefficients(w, ow, f)),
+        }
+        axes = passes((h, w), (oh, ow))
+        if len(axes) == 1:
+            axis = axes[0]
+            other, out = ((x0, x1), (y0, y1)) if axis == 0 else ((y0, y1), (x0, x1))
+            dst = (final, width, channels)
+            self.stage1.append(self._row(src, axis, other, out, *tables[axis], dst, channels))
+            self.stage1_final.append(True)
+            return final
+        first_axis, second_axis = axes
+        if first_axis == 1:  # horizontal first: rows [sy0, sy1) x output cols [x0, x1)
+            inter_width = (x1 - x0) * channels
+            inter, origin = (self.intermediate, inter_width, channels), (sy0, x0)
+            self.intermediate += (sy1 - sy0) * inter_width
+            self.stage1.append(self._row(src, 1, (sy0, sy1), (x0, x1), *tables[1], inter, channels))
+            second_other = (x0, x1)
+        else:  # vertical first: output rows [y0, y1) x cols [sx0, sx1)
+            inter_width = (sx1 - sx0) * channels
+            inter, origin = (self.intermediate, inter_width, channels), (y0, sx0)
+            self.intermediate += (y1 - y0) * inter_width
+            self.stage1.append(self._row(src, 0, (sx0, sx1), (y0, y1), *tables[0], inter, channels))
+            second_other = (y0, y1)
+        self.stage1_final.append(False)
+        second_out = (y0, y1) if second_axis == 0 else (x0, x1)
+        # The intermediate block in absolute coordinates: its element (origin row, origin col) is at inter[0].
+        inter_src = (inter[0] - origin[0] * inter_width - origin[1] * channels, inter_width, channels, 1)
+        self.stage2.append(self._row(inter_src, second_axis, second_other, second_out, *tables[second_axis],
+                                     (final, width, channels), channels))
+        return final
+
+    def add_copy(self, shape: tuple[int, int, int], src) -> int:
+        """A window already at its final size (host-resized or not resized): one identity pass into `work`."""
+        rows, cols, channels = shape
+        self.channels = max(self.channels, channels)
+        final = self.final
+        self.final += rows * cols * channels
+        dst = (final, cols * channels, channels)
+        self.stage1.append(self._row(src, 1, (0, rows), (0, cols), ("identity", cols), lambda: _identity(cols), dst,
+                                     channels))
+        self.stage1_final.append(True)
+        return final
+
+    def finish(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """(split, stage-1 rows, stage-2 rows, coefficient blob); stage-1 final offsets are moved past `split`."""
+        split = -(-self.intermediate // 64) * 64
+        stage1 = np.array(self.stage1, dtype=np.int64).reshape(-1, RK.DESC_FIELDS)
+        stage1[np.array(self.stage1_final, dtype=bool), RK.DST] += split
+        stage2 = np.array(self.stage2, dtype=np.int64).reshape(-1, RK.DESC_FIELDS)
+        blob = np.concatenate(self.blob) if self.blob else np.zeros(1, np.int32)
+        return split, stage1, stage2, blob
+
+
+def max_outputs(rows: np.ndarray) -> int:
+    return int((rows[:, RK.N_OTHER] * rows[:, RK.N_AXIS]).max()) if len(rows) else 0

@@ -1,0 +1,106 @@
+"""One pass of Pillow's 8-bit resampling along one axis, for a ragged batch in one launch (SPEC section 7).
+
+Import this module only after deciding on `TRITON_INTERPRET`.
+
+A descriptor row of `DESC_FIELDS` int64 per image says which outputs to compute and where pixels live
+(element units; "axis" is the resampled axis, "other" the one kept):
+
+    SRC, S_OTHER, S_AXIS, SC   source element (a, o, c) = src[SRC + o*S_OTHER + a*S_AXIS + c*SC], in the
+                               source's own (absolute) coordinates
+    DST, D_OTHER, D_AXIS       destination element (j, i, c) = dst[DST + i*D_OTHER + j*D_AXIS + c] (uint8)
+    N_OTHER, N_AXIS            computed outputs: i in [0, N_OTHER), j in [0, N_AXIS)
+    OTHER0, AXIS0              their absolute coordinates: source position o = OTHER0 + i, output index AXIS0 + j
+    COEF, OUT, KSIZE           the axis' coefficient table in `coef` (int32): first[OUT] at COEF, count[OUT] at
+                               COEF + OUT, weights[OUT][KSIZE] at COEF + 2*OUT (`fused_imgproc.resample`)
+    CH                         channels
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import triton
+import triton.language as tl
+
+from .crop_normalize import INT32_MAX, INTERPRETED
+
+SRC, S_OTHER, S_AXIS, SC, DST, D_OTHER, D_AXIS, N_OTHER, N_AXIS, OTHER0, AXIS0, COEF, OUT, KSIZE, CH = range(15)
+DESC_FIELDS = 15
+
+
+@triton.jit
+def _resample_kernel(src_ptr, dst_ptr, desc_ptr, coef_ptr, tiles_per_image, CP: tl.constexpr, BLOCK: tl.constexpr):
+    """One program computes BLOCK outputs (all channels) of one image's pass:
+
+        dst(j, i, c) = clip((2**21 + sum_{k < count[J]} w[J, k] * src(first[J] + k, OTHER0 + i, c)) >> 22, 0, 255)
+
+    with `J = AXIS0 + j`, int32 accumulation and an arithmetic shift, exactly Pillow's `ImagingResample*_8bpc`.
+    Bytes: each output reads `count[J]` source pixels (from L1/L2 after the first touch: compulsory traffic is
+    the source rectangle once) plus its coefficients, and writes 1 byte per channel.
+    """
+    pid = tl.program_id(0)
+    n = pid // tiles_per_image
+    tile = pid - n * tiles_per_image
+    d = desc_ptr + n * 15  # DESC_FIELDS
+    src_off = tl.load(d + 0)
+    s_other = tl.load(d + 1)
+    s_axis = tl.load(d + 2)
+    sc = tl.load(d + 3)
+    dst_off = tl.load(d + 4)
+    d_other = tl.load(d + 5)
+    d_axis = tl.load(d + 6)
+    n_other = tl.load(d + 7)
+    n_axis = tl.load(d + 8)
+    other0 = tl.load(d + 9)
+    axis0 = tl.load(d + 10)
+    coef = tl.load(d + 11)
+    out_size = tl.load(d + 12)
+    ksize = tl.load(d + 13)
+    channels = tl.load(d + 14)
+
+    p = tile * BLOCK + tl.arange(0, BLOCK)
+    live = p < n_other * n_axis
+    i = p // n_axis
+    j = p - i * n_axis
+    jj = axis0 + j
+    first = tl.load(coef_ptr + coef + jj, mask=live, other=0)
+    count = tl.load(coef_ptr + coef + out_size + jj, mask=live, other=0)
+    c = tl.arange(0, CP)
+    c_live = c < channels
+    row = src_off + (other0 + i) * s_other
+    acc = tl.full([BLOCK, CP], 1 << 21, tl.int32)
+    for k in range(0, ksize):
+        tap = live & (k < count)
+        w = tl.load(coef_ptr + coef + 2 * out_size + jj * ksize + k, mask=tap, other=0)
+        at = row + (first + k) * s_axis
+        x = tl.load(src_ptr + at[:, None] + c[None, :] * sc, mask=tap[:, None] & c_live[None, :], other=0)
+        acc += x.to(tl.int32) * w[:, None]
+    value = tl.minimum(tl.maximum(acc >> 22, 0), 255).to(tl.uint8)
+    out = dst_off + i * d_other + j * d_axis
+    tl.store(dst_ptr + out[:, None] + c[None, :], value, mask=live[:, None] & c_live[None, :])
+
+
+def resample(src: torch.Tensor, dst: torch.Tensor, desc: torch.Tensor, coef: torch.Tensor, *, max_outputs: int,
+             max_channels: int) -> None:
+    """Launches one pass over every image of `desc`; `max_outputs` is the largest `N_OTHER * N_AXIS`."""
+    if desc.dtype != torch.int64 or desc.dim() != 2 or desc.shape[1] != DESC_FIELDS or not desc.is_contiguous():
+        raise ValueError(f"desc must be a contiguous (N, {DESC_FIELDS}) int64 tensor, got {tuple(desc.shape)}")
+    if src.dtype != torch.uint8 or dst.dtype != torch.uint8 or coef.dtype != torch.int32:
+        raise TypeError(f"resample reads and writes uint8 with int32 coefficients, got {src.dtype}, {dst.dtype}, "
+                        f"{coef.dtype}")
+    if not 1 <= max_channels <= 4:
+        raise ValueError(f"max_channels must be 1..4, got {max_channels}")
+    n = desc.shape[0]
+    if n == 0 or max_outputs == 0:
+        return
+    if INTERPRETED:
+        block, num_warps = min(4096, triton.next_power_of_2(max(max_outputs, 16))), 1
+    else:
+        block, num_warps = 256, 4
+    tiles = triton.cdiv(max_outputs, block)
+    if n * tiles > INT32_MAX:
+        raise ValueError(f"{n} images of up to {max_outputs} outputs need more than 2**31 programs")
+    with torch.cuda.device(dst.device) if dst.is_cuda else contextlib.nullcontext():
+        _resample_kernel[(n * tiles,)](src, dst, desc, coef, tiles, CP=triton.next_power_of_2(max_channels),
+                                       BLOCK=block, num_warps=num_warps)
