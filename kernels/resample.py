@@ -30,18 +30,21 @@ DESC_FIELDS = 15
 
 
 @triton.jit
-def _resample_kernel(src_ptr, dst_ptr, desc_ptr, coef_ptr, tiles_per_image, CP: tl.constexpr, BLOCK: tl.constexpr):
-    """One program computes BLOCK outputs (all channels) of one image's pass:
+def _resample_kernel(src_ptr, dst_ptr, desc_ptr, coef_ptr, tiles_ptr, CP: tl.constexpr, TAPS: tl.constexpr,
+                     BLOCK: tl.constexpr):
+    """Program `pid` computes BLOCK outputs (all channels) of image `tiles[pid, 0]`, from output
+    `tiles[pid, 1] * BLOCK` on (a host-built map: exactly as many programs as tiles, however ragged the batch):
 
         dst(j, i, c) = clip((2**21 + sum_{k < count[J]} w[J, k] * src(first[J] + k, OTHER0 + i, c)) >> 22, 0, 255)
 
-    with `J = AXIS0 + j`, int32 accumulation and an arithmetic shift, exactly Pillow's `ImagingResample*_8bpc`.
+    with `J = AXIS0 + j`, int32 accumulation and an arithmetic shift, exactly Pillow's `ImagingResample*_8bpc`
+    (TAPS taps per step, summed in any order: int32 addition wraps, so the order cannot change the result).
     Bytes: each output reads `count[J]` source pixels (from L1/L2 after the first touch: compulsory traffic is
     the source rectangle once) plus its coefficients, and writes 1 byte per channel.
     """
     pid = tl.program_id(0)
-    n = pid // tiles_per_image
-    tile = pid - n * tiles_per_image
+    n = tl.load(tiles_ptr + 2 * pid)
+    tile = tl.load(tiles_ptr + 2 * pid + 1)
     d = desc_ptr + n * 15  # DESC_FIELDS
     src_off = tl.load(d + 0)
     s_other = tl.load(d + 1)
@@ -70,37 +73,51 @@ def _resample_kernel(src_ptr, dst_ptr, desc_ptr, coef_ptr, tiles_per_image, CP: 
     c_live = c < channels
     row = src_off + (other0 + i) * s_other
     acc = tl.full([BLOCK, CP], 1 << 21, tl.int32)
-    for k in range(0, ksize):
-        tap = live & (k < count)
-        w = tl.load(coef_ptr + coef + 2 * out_size + jj * ksize + k, mask=tap, other=0)
-        at = row + (first + k) * s_axis
-        x = tl.load(src_ptr + at[:, None] + c[None, :] * sc, mask=tap[:, None] & c_live[None, :], other=0)
-        acc += x.to(tl.int32) * w[:, None]
+    weights = coef_ptr + coef + 2 * out_size + jj * ksize
+    for k0 in range(0, ksize, TAPS):
+        k = k0 + tl.arange(0, TAPS)
+        tap = live[:, None] & (k[None, :] < count[:, None])
+        w = tl.load(weights[:, None] + k[None, :], mask=tap, other=0)
+        at = row[:, None] + (first[:, None] + k[None, :]) * s_axis
+        x = tl.load(src_ptr + at[:, :, None] + c[None, None, :] * sc, mask=tap[:, :, None] & c_live[None, None, :],
+                    other=0)
+        acc += tl.sum(x.to(tl.int32) * w[:, :, None], axis=1)
     value = tl.minimum(tl.maximum(acc >> 22, 0), 255).to(tl.uint8)
     out = dst_off + i * d_other + j * d_axis
     tl.store(dst_ptr + out[:, None] + c[None, :], value, mask=live[:, None] & c_live[None, :])
 
 
-def resample(src: torch.Tensor, dst: torch.Tensor, desc: torch.Tensor, coef: torch.Tensor, *, max_outputs: int,
+# Outputs per program: one setting under the interpreter (few, wide steps: its cost is per operation), one on a GPU.
+BLOCK, TAPS, NUM_WARPS = (256, 64, 1) if INTERPRETED else (128, 4, 4)
+
+
+def tile_map(desc_rows) -> "np.ndarray":
+    """(T, 2) int32 `(image, tile)` pairs covering every image's `N_OTHER * N_AXIS` outputs in BLOCK tiles."""
+    import numpy as np
+
+    outputs = np.asarray(desc_rows)[:, N_OTHER] * np.asarray(desc_rows)[:, N_AXIS]
+    tiles = -(-outputs // BLOCK)
+    image = np.repeat(np.arange(len(tiles)), tiles)
+    first = np.repeat(np.cumsum(tiles) - tiles, tiles)
+    return np.stack([image, np.arange(len(image)) - first], axis=1).astype(np.int32).reshape(-1, 2)
+
+
+def resample(src: torch.Tensor, dst: torch.Tensor, desc: torch.Tensor, coef: torch.Tensor, tiles: torch.Tensor, *,
              max_channels: int) -> None:
-    """Launches one pass over every image of `desc`; `max_outputs` is the largest `N_OTHER * N_AXIS`."""
+    """Launches one pass: one program per row of `tiles` (from `tile_map(desc)`)."""
     if desc.dtype != torch.int64 or desc.dim() != 2 or desc.shape[1] != DESC_FIELDS or not desc.is_contiguous():
         raise ValueError(f"desc must be a contiguous (N, {DESC_FIELDS}) int64 tensor, got {tuple(desc.shape)}")
     if src.dtype != torch.uint8 or dst.dtype != torch.uint8 or coef.dtype != torch.int32:
         raise TypeError(f"resample reads and writes uint8 with int32 coefficients, got {src.dtype}, {dst.dtype}, "
                         f"{coef.dtype}")
+    if tiles.dtype != torch.int32 or tiles.dim() != 2 or tiles.shape[1] != 2 or not tiles.is_contiguous():
+        raise ValueError(f"tiles must be a contiguous (T, 2) int32 tensor, got {tuple(tiles.shape)}")
     if not 1 <= max_channels <= 4:
         raise ValueError(f"max_channels must be 1..4, got {max_channels}")
-    n = desc.shape[0]
-    if n == 0 or max_outputs == 0:
+    if tiles.shape[0] == 0:
         return
-    if INTERPRETED:
-        block, num_warps = min(4096, triton.next_power_of_2(max(max_outputs, 16))), 1
-    else:
-        block, num_warps = 256, 4
-    tiles = triton.cdiv(max_outputs, block)
-    if n * tiles > INT32_MAX:
-        raise ValueError(f"{n} images of up to {max_outputs} outputs need more than 2**31 programs")
+    if tiles.shape[0] > INT32_MAX:
+        raise ValueError(f"{tiles.shape[0]} tiles: more than 2**31 programs")
     with torch.cuda.device(dst.device) if dst.is_cuda else contextlib.nullcontext():
-        _resample_kernel[(n * tiles,)](src, dst, desc, coef, tiles, CP=triton.next_power_of_2(max_channels),
-                                       BLOCK=block, num_warps=num_warps)
+        _resample_kernel[(tiles.shape[0],)](src, dst, desc, coef, tiles, CP=triton.next_power_of_2(max_channels),
+                                            TAPS=TAPS, BLOCK=BLOCK, num_warps=NUM_WARPS)

@@ -95,6 +95,24 @@ def test_opcheck_both_ops():
     torch.library.opcheck(torch.ops.fused_imgproc.crop_normalize.default, (*tensors, 360, torch.float32, *flags))
 
 
+def test_opcheck_resample_op():
+    from fused_imgproc.backends import gpu_resize
+    from fused_imgproc.plan import UINT8, ImagePlan
+
+    rng = np.random.default_rng(6)
+    passes = gpu_resize.PassPlan()
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(9, 14), (5, 3)]]
+    starts = [0, images[0].size]
+    for image, start, out_hw in zip(images, starts, [(4, 6), (8, 3)]):
+        item = ImagePlan(ImageGeometry.identity(image.shape[:2]).resized(out_hw, 2), UINT8, 3)
+        passes.add_resized(item, (start, image.shape[1] * 3, 3, 1), 3)
+    split, (stage1, tiles1, _, _, blob) = passes.finish()
+    src = torch.from_numpy(np.concatenate([im.ravel() for im in images])).to(DEVICE)
+    work = torch.zeros(split + passes.final, dtype=torch.uint8, device=DEVICE)
+    args = (src, work, *(torch.from_numpy(t).to(DEVICE) for t in (stage1, blob, tiles1)), 3)
+    torch.library.opcheck(torch.ops.fused_imgproc.resample_out.default, args)
+
+
 def test_functional_op_under_torch_compile_fullgraph():
     images, windows, table, tensors, flags = op_args(np.random.default_rng(3))
 
@@ -124,10 +142,15 @@ def test_out_op_under_torch_compile_fullgraph():
 @pytest.mark.skipif(DEVICE != "cuda", reason="CUDA graphs need a CUDA GPU")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_processor_call_captured_in_a_cuda_graph(dtype):
-    """Fixed shapes, inputs on the GPU, out=: the call captures (no sync, no H2D copy) and replays on new data."""
+    """Fixed shapes, inputs on the GPU, out=: the call captures (no sync, no H2D copy) and replays on new data,
+    both without and with the GPU resize."""
+    for config in ({"do_resize": False}, {}):  # center crop 224; CLIP's shortest-edge 224 bicubic resize + crop
+        _capture_and_replay(fi.CLIPImageProcessor(**config), dtype)
+
+
+def _capture_and_replay(proc, dtype):
     rng = np.random.default_rng(5)
-    proc = fi.CLIPImageProcessor(do_resize=False)  # center crop 224
-    x = torch.from_numpy(rng.integers(0, 256, (8, 3, 256, 256), dtype=np.uint8)).cuda()
+    x = torch.from_numpy(rng.integers(0, 256, (8, 3, 256, 300), dtype=np.uint8)).cuda()
     out = torch.empty((8, 3, 224, 224), dtype=dtype, device="cuda")
     call = lambda: proc(x, return_tensors="pt", device="cuda", out=out)  # noqa: E731
     side = torch.cuda.Stream()
@@ -138,7 +161,7 @@ def test_processor_call_captured_in_a_cuda_graph(dtype):
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         call()
-    fresh = torch.from_numpy(rng.integers(0, 256, (8, 3, 256, 256), dtype=np.uint8))
+    fresh = torch.from_numpy(rng.integers(0, 256, (8, 3, 256, 300), dtype=np.uint8))
     x.copy_(fresh)
     out.fill_(float("nan"))
     graph.replay()

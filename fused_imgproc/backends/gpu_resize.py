@@ -22,8 +22,8 @@ from ..resample import GPU_FILTERS, AxisCoefficients, axis_coefficients, passes
 def on_gpu(item: ImagePlan, image: PreparedImage) -> bool:
     """Whether the GPU reproduces Pillow's resize of this image (L or RGB, a supported filter, something to do).
 
-    RGBA and LA images are resized by Pillow with premultiplied alpha, and palette images as NEAREST: those,
-    and filters without a GPU version, take the host path.
+    Pillow resizes RGBA and LA images with premultiplied alpha: those, and filters without a GPU version (MKS2013,
+    MKS2021), take the host path.
     """
     geometry = item.geometry
     if geometry.resample is None or geometry.resample not in GPU_FILTERS or item.channels not in (1, 3):
@@ -139,15 +139,14 @@ class PassPlan:
         self.stage1_final.append(True)
         return final
 
-    def finish(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-        """(split, stage-1 rows, stage-2 rows, coefficient blob); stage-1 final offsets are moved past `split`."""
+    def finish(self) -> tuple[int, list[np.ndarray]]:
+        """`(split, [stage-1 rows, stage-1 tiles, stage-2 rows, stage-2 tiles, coefficient blob])`; stage-1 final
+        offsets are moved past `split`."""
         split = -(-self.intermediate // 64) * 64
         stage1 = np.array(self.stage1, dtype=np.int64).reshape(-1, RK.DESC_FIELDS)
         stage1[np.array(self.stage1_final, dtype=bool), RK.DST] += split
         stage2 = np.array(self.stage2, dtype=np.int64).reshape(-1, RK.DESC_FIELDS)
         blob = np.concatenate(self.blob) if self.blob else np.zeros(1, np.int32)
-        return split, stage1, stage2, blob
+        return split, [stage1, RK.tile_map(stage1), stage2, RK.tile_map(stage2), blob]
 
 
-def max_outputs(rows: np.ndarray) -> int:
-    return int((rows[:, RK.N_OTHER] * rows[:, RK.N_AXIS]).max()) if len(rows) else 0

@@ -81,14 +81,14 @@ def _(src, desc, table, params, out_numel, out_dtype, max_pixels, max_channels, 
 
 
 @torch.library.custom_op("fused_imgproc::resample_out", mutates_args=("dst",))
-def resample_out(src: torch.Tensor, dst: torch.Tensor, desc: torch.Tensor, coef: torch.Tensor, max_outputs: int,
+def resample_out(src: torch.Tensor, dst: torch.Tensor, desc: torch.Tensor, coef: torch.Tensor, tiles: torch.Tensor,
                  max_channels: int) -> None:
     """One Pillow resampling pass for every image of `desc` (see `_kernels.resample`), uint8 `src` -> `dst`."""
-    RK.resample(src, dst, desc, coef, max_outputs=max_outputs, max_channels=max_channels)
+    RK.resample(src, dst, desc, coef, tiles, max_channels=max_channels)
 
 
 @resample_out.register_fake
-def _(src, dst, desc, coef, max_outputs, max_channels):
+def _(src, dst, desc, coef, tiles, max_channels):
     return None
 
 
@@ -500,13 +500,12 @@ def _stage_host_gpu_resize(plan, images, indices, descriptor, device):
             (y0, y1), (x0, x1), _, _ = item.geometry.source_window()
             shape = (y1 - y0, x1 - x0, channels)
         sources.append((final, (shape[1] * shape[2], shape[2], 1)))
-    split, stage1, stage2, blob = passes.finish()
-    desc = descriptor(sources)
-    (stage1_t, stage2_t, desc_t, blob_t), pixels_t, _ = _upload_sections(
-        [stage1, stage2, desc, blob], windows, np.dtype(np.uint8), device, run
+    split, tables = passes.finish()
+    (*tables_t, desc_t), pixels_t, _ = _upload_sections(
+        [*tables, descriptor(sources)], windows, np.dtype(np.uint8), device, run
     )
     work = torch.empty(split + passes.final, dtype=torch.uint8, device=device)
-    _run_passes(pixels_t, work, split, stage1_t, stage2_t, blob_t, stage1, stage2, passes.channels)
+    _run_passes(pixels_t, work, split, tables_t, passes.channels)
     return work[split:], desc_t
 
 
@@ -556,19 +555,19 @@ def _device_gpu_resize(plan, indices, src, mappings, descriptor, device):
         else:
             final = passes.add_resized(item, (offset, s_row, s_col, s_c), item.channels)
         sources.append((final, ((x1 - x0) * item.channels, item.channels, 1)))
-    split, stage1, stage2, blob = passes.finish()
-    tables = [stage1, stage2, descriptor(sources), blob]
-    key = (device, "resize", b"".join(t.tobytes() for t in tables), tuple(len(t) for t in tables))
-    stage1_t, stage2_t, desc_t, blob_t = _DESCRIPTORS.get(key, lambda: _upload_sections(
-        tables, [], np.dtype(np.uint8), device, _runner(1))[0])
+    split, tables = passes.finish()
+    tables.append(descriptor(sources))
+    key = (device, "resize", b"".join(t.tobytes() for t in tables), tuple(t.shape for t in tables))
+    *tables_t, desc_t = _DESCRIPTORS.get(key, lambda: _upload_sections(tables, [], np.dtype(np.uint8), device,
+                                                                         _runner(1))[0])
     work = torch.empty(split + passes.final, dtype=torch.uint8, device=device)
-    _run_passes(src, work, split, stage1_t, stage2_t, blob_t, stage1, stage2, passes.channels)
+    _run_passes(src, work, split, tables_t, passes.channels)
     return work[split:], desc_t
 
 
-def _run_passes(src, work, split, stage1_t, stage2_t, blob_t, stage1, stage2, channels) -> None:
+def _run_passes(src, work, split, tables, channels) -> None:
     """Stage 1 reads `src` and writes `work`; stage 2 (two-pass images) reads `work[:split]`, writes `work[split:]`."""
-    torch.ops.fused_imgproc.resample_out(src, work, stage1_t, blob_t, gpu_resize.max_outputs(stage1), channels)
+    stage1, tiles1, stage2, tiles2, blob = tables
+    torch.ops.fused_imgproc.resample_out(src, work, stage1, blob, tiles1, channels)
     if len(stage2):
-        torch.ops.fused_imgproc.resample_out(work[:split], work[split:], stage2_t, blob_t,
-                                             gpu_resize.max_outputs(stage2), channels)
+        torch.ops.fused_imgproc.resample_out(work[:split], work[split:], stage2, blob, tiles2, channels)
