@@ -23,8 +23,11 @@ $(VENV)/.test: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q -e ".[test]"
 	touch $@ $(VENV)/.core
 
+# The main job: the bundled sample images (JPEG, PNG, WebP, GIF, BMP, TIFF) through the default CLIP config into
+# build/demo.npz (core dependencies only: no torch), then the summary.
 demo: $(VENV)/.core
-	$(PY) -m fused_imgproc
+	@mkdir -p build
+	$(VENV)/bin/fused-imgproc preprocess --samples --out build/demo.npz
 
 test: $(VENV)/.test
 	$(PY) -m pytest -q tests benchmarks --benchmark-disable
