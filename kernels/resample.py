@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 import triton
 import triton.language as tl
@@ -91,10 +92,8 @@ def _resample_kernel(src_ptr, dst_ptr, desc_ptr, coef_ptr, tiles_ptr, CP: tl.con
 BLOCK, TAPS, NUM_WARPS = (256, 64, 1) if INTERPRETED else (128, 4, 4)
 
 
-def tile_map(desc_rows) -> "np.ndarray":
+def tile_map(desc_rows) -> np.ndarray:
     """(T, 2) int32 `(image, tile)` pairs covering every image's `N_OTHER * N_AXIS` outputs in BLOCK tiles."""
-    import numpy as np
-
     outputs = np.asarray(desc_rows)[:, N_OTHER] * np.asarray(desc_rows)[:, N_AXIS]
     tiles = -(-outputs // BLOCK)
     image = np.repeat(np.arange(len(tiles)), tiles)

@@ -183,5 +183,5 @@ def test_host_images_are_refused_during_capture():
 
 
 def test_ops_are_registered():
-    assert triton_backend.crop_normalize is not None
+    assert triton_backend.ops.crop_normalize is not None
     assert hasattr(torch.ops.fused_imgproc, "crop_normalize") and hasattr(torch.ops.fused_imgproc, "crop_normalize_out")

@@ -33,7 +33,8 @@ def test_tables_and_pass_order_reproduce_pillow(resample):
             continue
         image = rng.integers(0, 256, (*in_hw, 3 if checked % 2 else 1), dtype=np.uint8)
         expected = pillow(image, out_hw, resample)
-        np.testing.assert_array_equal(R.resize_reference(image, out_hw, resample), expected, err_msg=f"{in_hw}->{out_hw}")
+        got = R.resize_reference(image, out_hw, resample)
+        np.testing.assert_array_equal(got, expected, err_msg=f"{in_hw}->{out_hw}")
         axes = R.passes(in_hw, out_hw)
         both_axes += len(axes) == 2
         vertical_first += axes == [0, 1]

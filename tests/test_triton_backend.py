@@ -301,8 +301,9 @@ def no_launch(monkeypatch):
     def launch(*args, **kwargs):
         raise AssertionError("a kernel was launched for a bad input")
 
-    monkeypatch.setattr(triton_backend.K, "crop_normalize", launch)
-    monkeypatch.setattr(triton_backend, "_upload", launch)
+    monkeypatch.setattr(triton_backend.ops.K, "crop_normalize", launch)
+    monkeypatch.setattr(triton_backend.staging, "upload", launch)
+    monkeypatch.setattr(triton_backend.ops.RK, "resample", launch)
 
 
 GOOD = np.random.default_rng(19).integers(0, 256, (6, 7, 3), dtype=np.uint8)

@@ -20,77 +20,27 @@ after one warm-up call. Under `TRITON_INTERPRET=1` the same code runs with `devi
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 import numpy as np
 import PIL.Image
 import torch
 
 from .._kernels import crop_normalize as K
-from .._kernels import resample as RK
-from ..image_utils import ChannelDimension, PreparedImage, infer_channel_dimension_format, is_torch_tensor, prepare_image
+from ..image_utils import (
+    ChannelDimension,
+    PreparedImage,
+    infer_channel_dimension_format,
+    is_torch_tensor,
+    prepare_image,
+)
 from ..plan import RAW, UNIT_FLOAT, BatchPlan
 from ..resample import GPU_FILTERS
-from . import BackendUnavailableError, gpu_resize
+from . import BackendUnavailableError, gpu_resize, staging
+from . import ops  # noqa: F401  (registers the torch.library ops the launches go through)
 from . import numpy as numpy_backend
 
 INTERPRETED = K.INTERPRETED
 _OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.uint8)
 INT32_INDEX_LIMIT = K.INT32_MAX  # past this many elements in a source or output buffer, index in 64 bits
-_ALIGN = 64  # bytes between the descriptor and the pixels in a staging buffer
-
-# --- the custom ops -----------------------------------------------------------------------------------------------
-
-
-@torch.library.custom_op("fused_imgproc::crop_normalize_out", mutates_args=("out",))
-def crop_normalize_out(
-    src: torch.Tensor, desc: torch.Tensor, table: torch.Tensor, params: torch.Tensor, out: torch.Tensor,
-    max_pixels: int, max_channels: int, do_rescale: bool, do_normalize: bool, channels_last: bool, index_64: bool,
-) -> None:
-    """Writes the batch described by `desc` into the flat buffer `out` (see `_kernels.crop_normalize`)."""
-    K.crop_normalize(
-        src, desc, table, params, out, max_pixels=max_pixels, max_channels=max_channels, do_rescale=do_rescale,
-        do_normalize=do_normalize, channels_last=channels_last, index_64=index_64,
-    )
-
-
-@crop_normalize_out.register_fake
-def _(src, desc, table, params, out, max_pixels, max_channels, do_rescale, do_normalize, channels_last, index_64):
-    return None
-
-
-@torch.library.custom_op("fused_imgproc::crop_normalize", mutates_args=())
-def crop_normalize(
-    src: torch.Tensor, desc: torch.Tensor, table: torch.Tensor, params: torch.Tensor, out_numel: int,
-    out_dtype: torch.dtype, max_pixels: int, max_channels: int, do_rescale: bool, do_normalize: bool,
-    channels_last: bool, index_64: bool,
-) -> torch.Tensor:
-    """Functional form of `crop_normalize_out`: returns a new flat buffer of `out_numel` elements."""
-    out = torch.empty(out_numel, dtype=out_dtype, device=src.device)
-    crop_normalize_out(
-        src, desc, table, params, out, max_pixels, max_channels, do_rescale, do_normalize, channels_last, index_64
-    )
-    return out
-
-
-@crop_normalize.register_fake
-def _(src, desc, table, params, out_numel, out_dtype, max_pixels, max_channels, do_rescale, do_normalize,
-      channels_last, index_64):
-    return src.new_empty(out_numel, dtype=out_dtype)
-
-
-@torch.library.custom_op("fused_imgproc::resample_out", mutates_args=("dst",))
-def resample_out(src: torch.Tensor, dst: torch.Tensor, desc: torch.Tensor, coef: torch.Tensor, tiles: torch.Tensor,
-                 max_channels: int) -> None:
-    """One Pillow resampling pass for every image of `desc` (see `_kernels.resample`), uint8 `src` -> `dst`."""
-    RK.resample(src, dst, desc, coef, tiles, max_channels=max_channels)
-
-
-@resample_out.register_fake
-def _(src, dst, desc, coef, tiles, max_channels):
-    return None
-
 
 # --- device selection and input preparation -----------------------------------------------------------------------
 
@@ -188,99 +138,6 @@ def check_sources(plan: BatchPlan, images: list[PreparedImage]) -> None:
             )
 
 
-# --- caches of small device tensors ---------------------------------------------------------------------------
-
-
-class _DeviceCache:
-    """LRU of small device tensors keyed by their contents. Entries used during CUDA-graph capture are never
-    evicted (a captured graph keeps reading them)."""
-
-    def __init__(self, size: int = 256):
-        self.size, self.entries, self.pinned, self.lock = size, OrderedDict(), {}, threading.Lock()
-
-    def get(self, key, make):
-        with self.lock:
-            value = self.pinned.get(key)
-            if value is None:
-                value = self.entries.get(key)
-                if value is not None:
-                    self.entries.move_to_end(key)
-        capturing = key[0].type == "cuda" and torch.cuda.is_current_stream_capturing()
-        if value is None:
-            if capturing:
-                raise RuntimeError(
-                    "fused_imgproc needs one call with the same shapes before CUDA-graph capture (to upload its "
-                    "descriptor and value tables outside the graph)"
-                )
-            value = make()
-        with self.lock:
-            if capturing:
-                self.pinned[key] = value
-            else:
-                self.entries[key] = value
-                while len(self.entries) > self.size:
-                    self.entries.popitem(last=False)
-        return value
-
-
-_TABLES = _DeviceCache()
-_DESCRIPTORS = _DeviceCache()
-
-
-class _PinnedRing:
-    """Two reused pinned host buffers per thread and device. A slot is refilled only after the copy that last
-    read it has finished (its event; normally long done, so this does not wait)."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.buffers, self.events, self.next = device, [None, None], [None, None], 0
-
-    def upload(self, nbytes: int, fill) -> torch.Tensor:
-        """Calls `fill(host_uint8_numpy_view)`, then copies those bytes to a new device buffer asynchronously."""
-        slot, self.next = self.next, 1 - self.next
-        if self.events[slot] is not None:
-            self.events[slot].synchronize()
-        buffer = self.buffers[slot]
-        if buffer is None or buffer.numel() < nbytes:
-            buffer = torch.empty(max(nbytes, 1 << 20) * 5 // 4, dtype=torch.uint8, pin_memory=True)
-            self.buffers[slot] = buffer
-        fill(buffer.numpy()[:nbytes])
-        device_buffer = torch.empty(nbytes, dtype=torch.uint8, device=self.device)
-        device_buffer.copy_(buffer[:nbytes], non_blocking=True)
-        event = torch.cuda.Event()
-        event.record(torch.cuda.current_stream(self.device))
-        self.events[slot] = event
-        return device_buffer
-
-
-_local = threading.local()
-
-
-def _upload(nbytes: int, fill, device: torch.device) -> torch.Tensor:
-    """A device uint8 buffer holding the bytes `fill` writes (pinned staging on CUDA, in place on the CPU)."""
-    if device.type == "cpu":
-        buffer = torch.empty(nbytes, dtype=torch.uint8)
-        fill(buffer.numpy())
-        return buffer
-    if torch.cuda.is_current_stream_capturing():
-        raise RuntimeError(
-            "CUDA-graph capture needs every input already on the GPU: host images would be baked into the graph"
-        )
-    rings = _local.__dict__.setdefault("rings", {})
-    ring = rings.get(device)
-    if ring is None:
-        ring = rings[device] = _PinnedRing(device)
-    return ring.upload(nbytes, fill)
-
-
-def _upload_array(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    array = np.ascontiguousarray(array)
-
-    def fill(view):
-        view[:] = array.view(np.uint8).reshape(-1)
-
-    return _upload(array.nbytes, fill, device).view(torch.from_numpy(array[:0]).dtype).view(array.shape)
-
-
 def _value_tables(plan: BatchPlan, items, dtype: torch.dtype, device: torch.device):
     """The concatenated (C, 256) tables of `items` in the output dtype, and each table's element offset."""
     kinds = sorted({(item.channels, item.source == UNIT_FLOAT) for item in items})
@@ -293,10 +150,10 @@ def _value_tables(plan: BatchPlan, items, dtype: torch.dtype, device: torch.devi
     def make():
         tables = np.concatenate([plan.table(by_kind[kind]).reshape(-1) for kind in kinds])
         values = torch.from_numpy(np.ascontiguousarray(tables)).to(dtype)  # round to nearest even, once
-        return _upload_array(values.view(torch.uint8).numpy() if dtype == torch.bfloat16 else values.numpy(),
+        return staging.upload_array(values.view(torch.uint8).numpy() if dtype == torch.bfloat16 else values.numpy(),
                              device).view(dtype).reshape(-1)
 
-    return _TABLES.get((device, "table", plan.value_map, tuple(kinds), dtype), make), offsets
+    return staging.TABLES.get((device, "table", plan.value_map, tuple(kinds), dtype), make), offsets
 
 
 def _params(plan: BatchPlan, max_channels: int, device: torch.device) -> torch.Tensor:
@@ -309,9 +166,9 @@ def _params(plan: BatchPlan, max_channels: int, device: torch.device) -> torch.T
         if vm.do_normalize:
             params[1 : 1 + len(vm.mean)] = vm.mean
             params[1 + max_channels : 1 + max_channels + len(vm.std)] = vm.std
-        return _upload_array(params, device)
+        return staging.upload_array(params, device)
 
-    return _TABLES.get((device, "params", vm, max_channels), make)
+    return staging.TABLES.get((device, "params", vm, max_channels), make)
 
 
 # --- executing a plan ------------------------------------------------------------------------------------------
@@ -414,46 +271,13 @@ def _row(item, out_offset: int, table_offset: int, src_offset: int, strides) -> 
     return [src_offset, *strides, out_offset, oh, ow, oy0, oy1, ox0, ox1, item.channels, table_offset]
 
 
-def _runner(n: int):
-    """`run(f, n)` over the shared thread pool (Pillow and numpy copies release the GIL) when there is work for it."""
-    pool = numpy_backend._pool() if n > 1 else None
-    return (lambda f, count: list(pool.map(f, range(count)))) if pool else (lambda f, count: [f(k) for k in range(count)])
-
-
-def _upload_sections(tables: list[np.ndarray], windows: list[np.ndarray], dtype: np.dtype, device, run):
-    """One staging buffer holding `tables` (each 64-byte aligned) then every window packed back to back, in one
-    upload. Returns the device views of the tables, of the pixels, and each window's element offset."""
-    offsets, position = [], 0
-    for table in tables:
-        offsets.append(position)
-        position = -(-(position + table.nbytes) // _ALIGN) * _ALIGN
-    starts = np.concatenate([[0], np.cumsum([w.size for w in windows])]).astype(np.int64)
-    nbytes = position + int(starts[-1]) * dtype.itemsize
-
-    def fill(view):
-        for table, offset in zip(tables, offsets):
-            view[offset : offset + table.nbytes] = table.view(np.uint8).reshape(-1)
-        values = view[position:nbytes].view(dtype)
-
-        def copy(k):
-            np.copyto(values[starts[k] : starts[k + 1]].reshape(windows[k].shape), windows[k])
-
-        run(copy, len(windows))
-
-    buffer = _upload(nbytes, fill, device)
-    views = [
-        buffer[o : o + t.nbytes].view(torch.from_numpy(t[:0]).dtype).view(t.shape) for t, o in zip(tables, offsets)
-    ]
-    return views, buffer[position:nbytes].view(torch.from_numpy(np.empty(0, dtype)).dtype), starts
-
-
 def _stage_host(plan, images, indices, descriptor, device, float_src: bool):
     """Host images: resized with Pillow (thread pool) unless the GPU can resize them; the crop windows and the
     descriptor travel in one upload. Returns the device (src, desc) the crop/normalize kernel reads."""
     if not float_src and any(gpu_resize.on_gpu(plan.images[i], images[i]) for i in indices):
         return _stage_host_gpu_resize(plan, images, indices, descriptor, device)
     src_dtype = np.dtype(np.float32 if float_src else np.uint8)
-    run = _runner(len(indices))
+    run = staging.runner(len(indices))
 
     def window(k):
         item = plan.images[indices[k]]
@@ -464,14 +288,14 @@ def _stage_host(plan, images, indices, descriptor, device, float_src: bool):
     windows = run(window, len(indices))
     starts = np.concatenate([[0], np.cumsum([w.size for w in windows])]).astype(np.int64)
     desc = descriptor([(int(starts[k]), (w.shape[1] * w.shape[2], w.shape[2], 1)) for k, w in enumerate(windows)])
-    (desc_view,), src, _ = _upload_sections([desc], windows, src_dtype, device, run)
+    (desc_view,), src, _ = staging.upload_sections([desc], windows, src_dtype, device, run)
     return src, desc_view
 
 
 def _stage_host_gpu_resize(plan, images, indices, descriptor, device):
     """Uploads, for each image the GPU resizes, only the source rectangle its crop window reads (other images:
     their final window), then runs the resample passes into a work buffer: two launches at most."""
-    run = _runner(len(indices))
+    run = staging.runner(len(indices))
 
     def part(k):
         item, image = plan.images[indices[k]], images[indices[k]]
@@ -501,7 +325,7 @@ def _stage_host_gpu_resize(plan, images, indices, descriptor, device):
             shape = (y1 - y0, x1 - x0, channels)
         sources.append((final, (shape[1] * shape[2], shape[2], 1)))
     split, tables = passes.finish()
-    (*tables_t, desc_t), pixels_t, _ = _upload_sections(
+    (*tables_t, desc_t), pixels_t, _ = staging.upload_sections(
         [*tables, descriptor(sources)], windows, np.dtype(np.uint8), device, run
     )
     work = torch.empty(split + passes.final, dtype=torch.uint8, device=device)
@@ -540,7 +364,7 @@ def _stage_device(plan, images, indices, descriptor, device, float_src: bool):
         for (offset, s_row, s_col, s_c), ((y0, _), (x0, _)) in zip(mappings, boxes)
     ]
     desc = descriptor(sources)
-    return src, _DESCRIPTORS.get((device, desc.tobytes()), lambda: _upload_array(desc, device))
+    return src, staging.DESCRIPTORS.get((device, desc.tobytes()), lambda: staging.upload_array(desc, device))
 
 
 def _device_gpu_resize(plan, indices, src, mappings, descriptor, device):
@@ -558,8 +382,8 @@ def _device_gpu_resize(plan, indices, src, mappings, descriptor, device):
     split, tables = passes.finish()
     tables.append(descriptor(sources))
     key = (device, "resize", b"".join(t.tobytes() for t in tables), tuple(t.shape for t in tables))
-    *tables_t, desc_t = _DESCRIPTORS.get(key, lambda: _upload_sections(tables, [], np.dtype(np.uint8), device,
-                                                                         _runner(1))[0])
+    upload = lambda: staging.upload_sections(tables, [], np.dtype(np.uint8), device, staging.runner(1))[0]  # noqa: E731
+    *tables_t, desc_t = staging.DESCRIPTORS.get(key, upload)
     work = torch.empty(split + passes.final, dtype=torch.uint8, device=device)
     _run_passes(src, work, split, tables_t, passes.channels)
     return work[split:], desc_t

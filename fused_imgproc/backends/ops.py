@@ -1,0 +1,57 @@
+"""The kernel launches as `torch.library` custom ops (with fake implementations), so that they compose with
+`torch.compile(fullgraph=True)` and are checked by `torch.library.opcheck`. Imported by the Triton backend."""
+
+from __future__ import annotations
+
+import torch
+
+from .._kernels import crop_normalize as K
+from .._kernels import resample as RK
+
+@torch.library.custom_op("fused_imgproc::crop_normalize_out", mutates_args=("out",))
+def crop_normalize_out(
+    src: torch.Tensor, desc: torch.Tensor, table: torch.Tensor, params: torch.Tensor, out: torch.Tensor,
+    max_pixels: int, max_channels: int, do_rescale: bool, do_normalize: bool, channels_last: bool, index_64: bool,
+) -> None:
+    """Writes the batch described by `desc` into the flat buffer `out` (see `_kernels.crop_normalize`)."""
+    K.crop_normalize(
+        src, desc, table, params, out, max_pixels=max_pixels, max_channels=max_channels, do_rescale=do_rescale,
+        do_normalize=do_normalize, channels_last=channels_last, index_64=index_64,
+    )
+
+
+@crop_normalize_out.register_fake
+def _(src, desc, table, params, out, max_pixels, max_channels, do_rescale, do_normalize, channels_last, index_64):
+    return None
+
+
+@torch.library.custom_op("fused_imgproc::crop_normalize", mutates_args=())
+def crop_normalize(
+    src: torch.Tensor, desc: torch.Tensor, table: torch.Tensor, params: torch.Tensor, out_numel: int,
+    out_dtype: torch.dtype, max_pixels: int, max_channels: int, do_rescale: bool, do_normalize: bool,
+    channels_last: bool, index_64: bool,
+) -> torch.Tensor:
+    """Functional form of `crop_normalize_out`: returns a new flat buffer of `out_numel` elements."""
+    out = torch.empty(out_numel, dtype=out_dtype, device=src.device)
+    crop_normalize_out(
+        src, desc, table, params, out, max_pixels, max_channels, do_rescale, do_normalize, channels_last, index_64
+    )
+    return out
+
+
+@crop_normalize.register_fake
+def _(src, desc, table, params, out_numel, out_dtype, max_pixels, max_channels, do_rescale, do_normalize,
+      channels_last, index_64):
+    return src.new_empty(out_numel, dtype=out_dtype)
+
+
+@torch.library.custom_op("fused_imgproc::resample_out", mutates_args=("dst",))
+def resample_out(src: torch.Tensor, dst: torch.Tensor, desc: torch.Tensor, coef: torch.Tensor, tiles: torch.Tensor,
+                 max_channels: int) -> None:
+    """One Pillow resampling pass for every image of `desc` (see `_kernels.resample`), uint8 `src` -> `dst`."""
+    RK.resample(src, dst, desc, coef, tiles, max_channels=max_channels)
+
+
+@resample_out.register_fake
+def _(src, dst, desc, coef, tiles, max_channels):
+    return None

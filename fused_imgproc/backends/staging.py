@@ -1,0 +1,139 @@
+"""Getting bytes to the device without synchronising: reused pinned staging buffers, one asynchronous copy per
+upload, and a cache of small device tensors (value tables, descriptors) for fixed-shape calls and CUDA graphs."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from . import numpy as numpy_backend
+
+ALIGN = 64  # bytes between the sections of a staging buffer
+
+
+class DeviceCache:
+    """LRU of small device tensors keyed by their contents. Entries used during CUDA-graph capture are never
+    evicted (a captured graph keeps reading them)."""
+
+    def __init__(self, size: int = 256):
+        self.size, self.entries, self.pinned, self.lock = size, OrderedDict(), {}, threading.Lock()
+
+    def get(self, key, make):
+        with self.lock:
+            value = self.pinned.get(key)
+            if value is None:
+                value = self.entries.get(key)
+                if value is not None:
+                    self.entries.move_to_end(key)
+        capturing = key[0].type == "cuda" and torch.cuda.is_current_stream_capturing()
+        if value is None:
+            if capturing:
+                raise RuntimeError(
+                    "fused_imgproc needs one call with the same shapes before CUDA-graph capture (to upload its "
+                    "descriptor and value tables outside the graph)"
+                )
+            value = make()
+        with self.lock:
+            if capturing:
+                self.pinned[key] = value
+            else:
+                self.entries[key] = value
+                while len(self.entries) > self.size:
+                    self.entries.popitem(last=False)
+        return value
+
+
+TABLES = DeviceCache()
+DESCRIPTORS = DeviceCache()
+
+
+class _PinnedRing:
+    """Two reused pinned host buffers per thread and device. A slot is refilled only after the copy that last
+    read it has finished (its event; normally long done, so this does not wait)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.buffers, self.events, self.next = device, [None, None], [None, None], 0
+
+    def upload(self, nbytes: int, fill) -> torch.Tensor:
+        """Calls `fill(host_uint8_numpy_view)`, then copies those bytes to a new device buffer asynchronously."""
+        slot, self.next = self.next, 1 - self.next
+        if self.events[slot] is not None:
+            self.events[slot].synchronize()
+        buffer = self.buffers[slot]
+        if buffer is None or buffer.numel() < nbytes:
+            buffer = torch.empty(max(nbytes, 1 << 20) * 5 // 4, dtype=torch.uint8, pin_memory=True)
+            self.buffers[slot] = buffer
+        fill(buffer.numpy()[:nbytes])
+        device_buffer = torch.empty(nbytes, dtype=torch.uint8, device=self.device)
+        device_buffer.copy_(buffer[:nbytes], non_blocking=True)
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(self.device))
+        self.events[slot] = event
+        return device_buffer
+
+
+_local = threading.local()
+
+
+def upload(nbytes: int, fill, device: torch.device) -> torch.Tensor:
+    """A device uint8 buffer holding the bytes `fill` writes (pinned staging on CUDA, in place on the CPU)."""
+    if device.type == "cpu":
+        buffer = torch.empty(nbytes, dtype=torch.uint8)
+        fill(buffer.numpy())
+        return buffer
+    if torch.cuda.is_current_stream_capturing():
+        raise RuntimeError(
+            "CUDA-graph capture needs every input already on the GPU: host images would be baked into the graph"
+        )
+    rings = _local.__dict__.setdefault("rings", {})
+    ring = rings.get(device)
+    if ring is None:
+        ring = rings[device] = _PinnedRing(device)
+    return ring.upload(nbytes, fill)
+
+
+def upload_array(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    array = np.ascontiguousarray(array)
+
+    def fill(view):
+        view[:] = array.view(np.uint8).reshape(-1)
+
+    return upload(array.nbytes, fill, device).view(torch.from_numpy(array[:0]).dtype).view(array.shape)
+
+
+def runner(n: int):
+    """`run(f, n)` over the shared thread pool (Pillow and numpy copies release the GIL) when there is work for it."""
+    pool = numpy_backend._pool() if n > 1 else None
+    if pool is None:
+        return lambda f, count: [f(k) for k in range(count)]
+    return lambda f, count: list(pool.map(f, range(count)))
+
+
+def upload_sections(tables: list[np.ndarray], windows: list[np.ndarray], dtype: np.dtype, device, run):
+    """One staging buffer holding `tables` (each 64-byte aligned) then every window packed back to back, in one
+    upload. Returns the device views of the tables, of the pixels, and each window's element offset."""
+    offsets, position = [], 0
+    for table in tables:
+        offsets.append(position)
+        position = -(-(position + table.nbytes) // ALIGN) * ALIGN
+    starts = np.concatenate([[0], np.cumsum([w.size for w in windows])]).astype(np.int64)
+    nbytes = position + int(starts[-1]) * dtype.itemsize
+
+    def fill(view):
+        for table, offset in zip(tables, offsets):
+            view[offset : offset + table.nbytes] = table.view(np.uint8).reshape(-1)
+        values = view[position:nbytes].view(dtype)
+
+        def copy(k):
+            np.copyto(values[starts[k] : starts[k + 1]].reshape(windows[k].shape), windows[k])
+
+        run(copy, len(windows))
+
+    buffer = upload(nbytes, fill, device)
+    views = [
+        buffer[o : o + t.nbytes].view(torch.from_numpy(t[:0]).dtype).view(t.shape) for t, o in zip(tables, offsets)
+    ]
+    return views, buffer[position:nbytes].view(torch.from_numpy(np.empty(0, dtype)).dtype), starts
