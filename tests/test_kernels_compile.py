@@ -1,0 +1,65 @@
+"""The kernels compile for a Hopper GPU (sm_90) even where there is none, and the PTX keeps the reference's
+arithmetic: correctly rounded fp32 division, fp64 rescale, no contraction into FMAs.
+
+The interpreter accepts code the compiler rejects, and computes `/` with numpy (correctly rounded) where the GPU
+would not: this test compiles the real kernels with Triton's own ptxas, in a subprocess without TRITON_INTERPRET.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("triton")
+pytest.importorskip("torch")
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, re, triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from fused_imgproc._kernels import crop_normalize as K, resample as RK
+
+    target = GPUTarget("cuda", 90, 32)
+    flags = ["MAX_C", "FLOAT_SRC", "DO_RESCALE", "DO_NORMALIZE", "ROUND_BF16", "CHANNELS_LAST", "INDEX_64", "BLOCK"]
+    report = {}
+    for name, src, table, out, float_src, index_64 in [
+        ("uint8-fp32", "*u8", "*fp32", "*fp32", False, False),
+        ("uint8-bf16-int64", "*u8", "*bf16", "*bf16", False, True),
+        ("fp32-bf16", "*fp32", "*fp64", "*bf16", True, False),
+    ]:
+        signature = {"src_ptr": src, "desc_ptr": "*i64", "table_ptr": table, "params_ptr": "*fp64" if float_src else table,
+                     "out_ptr": out, "tiles_per_image": "i32", **{f: "constexpr" for f in flags}}
+        constexprs = dict(MAX_C=3, FLOAT_SRC=float_src, DO_RESCALE=True, DO_NORMALIZE=True,
+                          ROUND_BF16=float_src and out == "*bf16", CHANNELS_LAST=False, INDEX_64=index_64, BLOCK=1024)
+        ptx = triton.compile(ASTSource(K._crop_normalize_kernel, signature, constexprs), target=target).asm["ptx"]
+        report[name] = {op: len(re.findall(op, ptx)) for op in ["div.rn.f32", r"div\\.(approx|full)", "fma", r"mul(\\.rn)?\\.f64"]}
+    signature = {"src_ptr": "*u8", "dst_ptr": "*u8", "desc_ptr": "*i64", "coef_ptr": "*i32", "tiles_ptr": "*i32",
+                 "CP": "constexpr", "TAPS": "constexpr", "BLOCK": "constexpr"}
+    for cp in (1, 4):
+        kernel = triton.compile(ASTSource(RK._resample_kernel, signature, dict(CP=cp, TAPS=RK.TAPS, BLOCK=RK.BLOCK)),
+                                target=target)
+        report[f"resample-{cp}"] = {"cubin": len(kernel.asm["cubin"])}
+    print(json.dumps(report))
+    """
+)
+
+
+def test_kernels_compile_for_sm90_with_the_reference_arithmetic():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"  # the current default, stated (the test checks no FMA appears anyway)
+    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)
+    if result.returncode != 0 and "ptxas" in result.stderr and "not found" in result.stderr.lower():
+        pytest.skip(f"this Triton install cannot compile for CUDA here: {result.stderr[-300:]}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["fp32-bf16"]["div.rn.f32"] > 0  # tl.math.div_rn, as the reference divides
+    assert report["fp32-bf16"][r"mul(\.rn)?\.f64"] > 0  # float32(float64(x) * scale), no FMA after it
+    for name in ("uint8-fp32", "uint8-bf16-int64", "fp32-bf16"):
+        assert report[name][r"div\.(approx|full)"] == 0 and report[name]["fma"] == 0, (name, report[name])
+    assert report["resample-1"]["cubin"] > 0 and report["resample-4"]["cubin"] > 0
