@@ -33,12 +33,14 @@ SCRIPT = textwrap.dedent(
         ("uint8-bf16-int64", "*u8", "*bf16", "*bf16", False, True),
         ("fp32-bf16", "*fp32", "*fp64", "*bf16", True, False),
     ]:
-        signature = {"src_ptr": src, "desc_ptr": "*i64", "table_ptr": table, "params_ptr": "*fp64" if float_src else table,
-                     "out_ptr": out, "tiles_per_image": "i32", **{f: "constexpr" for f in flags}}
+        signature = {"src_ptr": src, "desc_ptr": "*i64", "table_ptr": table,
+                     "params_ptr": "*fp64" if float_src else table, "out_ptr": out, "tiles_per_image": "i32",
+                     **{f: "constexpr" for f in flags}}
         constexprs = dict(MAX_C=3, FLOAT_SRC=float_src, DO_RESCALE=True, DO_NORMALIZE=True,
                           ROUND_BF16=float_src and out == "*bf16", CHANNELS_LAST=False, INDEX_64=index_64, BLOCK=1024)
         ptx = triton.compile(ASTSource(K._crop_normalize_kernel, signature, constexprs), target=target).asm["ptx"]
-        report[name] = {op: len(re.findall(op, ptx)) for op in ["div.rn.f32", r"div\\.(approx|full)", "fma", r"mul(\\.rn)?\\.f64"]}
+        ops = ["div.rn.f32", r"div\\.(approx|full)", "fma", r"mul(\\.rn)?\\.f64"]
+        report[name] = {op: len(re.findall(op, ptx)) for op in ops}
     signature = {"src_ptr": "*u8", "dst_ptr": "*u8", "desc_ptr": "*i64", "coef_ptr": "*i32", "tiles_ptr": "*i32",
                  "CP": "constexpr", "TAPS": "constexpr", "BLOCK": "constexpr"}
     for cp in (1, 4):
