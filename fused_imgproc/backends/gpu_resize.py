@@ -11,6 +11,8 @@ stage 2 reads `work[:split]` and writes `work[split:]`; the crop/normalize kerne
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .._kernels import resample as RK
@@ -45,6 +47,7 @@ def source_rect(item: ImagePlan) -> tuple[tuple[int, int], tuple[int, int]]:
     return rows, cols
 
 
+@functools.lru_cache(maxsize=256)
 def _identity(size: int) -> AxisCoefficients:
     """A one-tap copy (weight 2**22): exact, used to move host-resized or unresized windows into `work`."""
     index = np.arange(size, dtype=np.int32)
@@ -150,3 +153,23 @@ class PassPlan:
         return split, [stage1, RK.tile_map(stage1), stage2, RK.tile_map(stage2), blob]
 
 
+
+
+def plan_passes(items, mappings, resize_here) -> tuple[PassPlan, list]:
+    """The passes of one launch group.
+
+    `mappings[k] = (offset, s_row, s_col, s_c)` addresses image k in the stage-1 source in absolute coordinates:
+    of the image entering the resize when `resize_here[k]`, else of the already resized (or unresized) image,
+    whose crop window is then copied. Returns the plan and each image's `(offset, (SY, SX, SC))` in
+    `work[split:]` for the crop/normalize descriptor.
+    """
+    passes, sources = PassPlan(), []
+    for item, (offset, s_row, s_col, s_c), resize in zip(items, mappings, resize_here):
+        (y0, y1), (x0, x1), _, _ = item.geometry.source_window()
+        if resize and y1 > y0:
+            final = passes.add_resized(item, (offset, s_row, s_col, s_c), item.channels)
+        else:
+            window = (offset + y0 * s_row + x0 * s_col, s_row, s_col, s_c)
+            final = passes.add_copy((y1 - y0, x1 - x0, item.channels), window)
+        sources.append((final, ((x1 - x0) * item.channels, item.channels, 1)))
+    return passes, sources

@@ -2,14 +2,15 @@
 
 Data flow of one call (SPEC section 8):
 
-1. Host images (PIL, numpy, CPU tensors) are resized on the host with Pillow when the plan resizes (the same
-   `resized_pixels` the numpy backend uses), then only the window that survives the crop is packed, as uint8
-   (float32 for unresized float images), into a reused pinned staging buffer together with the descriptor table,
-   and reaches the GPU in one asynchronous copy on the current stream.
+1. Host images (PIL, numpy, CPU tensors) travel as uint8 (float32 for unresized float images) in a reused
+   pinned staging buffer, with the descriptor and coefficient tables, in one asynchronous copy on the current
+   stream: of an image the GPU resizes, only the source rectangle its crop window reads; of any other image
+   (not resized, or resized by Pillow on the host: RGBA, filters the GPU lacks), only its crop window.
 2. Tensors already on the target device are read in place through their strides (a 4-D batch, views, CHW or
    HWC); only a list of separately allocated tensors is first gathered into one buffer (a device-to-device copy).
-3. One kernel launch per source dtype (one for any batch of uint8 images) writes every image of the batch into
-   one output buffer, or into the caller's `out=`.
+3. When any image is resized on the GPU: at most two resampling launches (`gpu_resize`, Pillow's passes).
+4. One crop/normalize launch per source dtype (one for any batch of uint8 images) writes every image of the
+   batch into one output buffer, or into the caller's `out=`.
 
 The descriptor table and the per-channel value tables come from the plan (`ImageGeometry.source_window`,
 `BatchPlan.table`); this module decides no geometry and no numerics. Value tables, parameter vectors and the
@@ -272,8 +273,8 @@ def _row(item, out_offset: int, table_offset: int, src_offset: int, strides) -> 
 
 
 def _stage_host(plan, images, indices, descriptor, device, float_src: bool):
-    """Host images: resized with Pillow (thread pool) unless the GPU can resize them; the crop windows and the
-    descriptor travel in one upload. Returns the device (src, desc) the crop/normalize kernel reads."""
+    """Host images without a GPU resize: resized with Pillow (thread pool) when the plan says so; the crop windows
+    and the descriptor travel in one upload. Returns the device (src, desc) the crop/normalize kernel reads."""
     if not float_src and any(gpu_resize.on_gpu(plan.images[i], images[i]) for i in indices):
         return _stage_host_gpu_resize(plan, images, indices, descriptor, device)
     src_dtype = np.dtype(np.float32 if float_src else np.uint8)
@@ -297,33 +298,28 @@ def _stage_host_gpu_resize(plan, images, indices, descriptor, device):
     their final window), then runs the resample passes into a work buffer: two launches at most."""
     run = staging.runner(len(indices))
 
+    resize_here = [gpu_resize.on_gpu(plan.images[i], images[i]) for i in indices]
+
     def part(k):
+        """Of image k, what to upload and the (row, col) of the resized or source image it starts at."""
         item, image = plan.images[indices[k]], images[indices[k]]
-        if gpu_resize.on_gpu(item, image):
+        if resize_here[k]:
             pixels = numpy_backend.source_pixels(image, item)
             pixels = np.asarray(pixels) if isinstance(pixels, PIL.Image.Image) else pixels
             pixels = pixels[..., None] if pixels.ndim == 2 else pixels
             (sy0, sy1), (sx0, sx1) = gpu_resize.source_rect(item)
             return pixels[sy0:sy1, sx0:sx1], (sy0, sx0)
         (y0, y1), (x0, x1), _, _ = item.geometry.source_window()
-        return numpy_backend.resized_pixels(image, item)[y0:y1, x0:x1], None
+        return numpy_backend.resized_pixels(image, item)[y0:y1, x0:x1], (y0, x0)
 
     parts = run(part, len(indices))
     windows = [pixels for pixels, _ in parts]
     starts = np.concatenate([[0], np.cumsum([w.size for w in windows])]).astype(np.int64)
-    passes, sources = gpu_resize.PassPlan(), []
-    for k, (pixels, origin) in enumerate(parts):
-        item = plan.images[indices[k]]
-        rows, cols, channels = pixels.shape
-        if origin is None:
-            final = passes.add_copy(pixels.shape, (int(starts[k]), cols * channels, channels, 1))
-            shape = pixels.shape
-        else:
-            src = (int(starts[k]) - origin[0] * cols * channels - origin[1] * channels, cols * channels, channels, 1)
-            final = passes.add_resized(item, src, channels)
-            (y0, y1), (x0, x1), _, _ = item.geometry.source_window()
-            shape = (y1 - y0, x1 - x0, channels)
-        sources.append((final, (shape[1] * shape[2], shape[2], 1)))
+    mappings = []
+    for start, (pixels, (row0, col0)) in zip(starts, parts):
+        row, col = pixels.shape[1] * pixels.shape[2], pixels.shape[2]
+        mappings.append((int(start) - row0 * row - col0 * col, row, col, 1))
+    passes, sources = gpu_resize.plan_passes([plan.images[i] for i in indices], mappings, resize_here)
     split, tables = passes.finish()
     (*tables_t, desc_t), pixels_t, _ = staging.upload_sections(
         [*tables, descriptor(sources)], windows, np.dtype(np.uint8), device, run
@@ -369,16 +365,8 @@ def _stage_device(plan, images, indices, descriptor, device, float_src: bool):
 
 def _device_gpu_resize(plan, indices, src, mappings, descriptor, device):
     """The resample passes for device images (mapped in `src`), then the crop/normalize inputs."""
-    passes, sources = gpu_resize.PassPlan(), []
-    for i, (offset, s_row, s_col, s_c) in zip(indices, mappings):
-        item = plan.images[i]
-        (y0, y1), (x0, x1), _, _ = item.geometry.source_window()
-        if item.geometry.resample is None or y1 <= y0:
-            window = (offset + y0 * s_row + x0 * s_col, s_row, s_col, s_c)
-            final = passes.add_copy((y1 - y0, x1 - x0, item.channels), window)
-        else:
-            final = passes.add_resized(item, (offset, s_row, s_col, s_c), item.channels)
-        sources.append((final, ((x1 - x0) * item.channels, item.channels, 1)))
+    items = [plan.images[i] for i in indices]
+    passes, sources = gpu_resize.plan_passes(items, mappings, [item.geometry.resample is not None for item in items])
     split, tables = passes.finish()
     tables.append(descriptor(sources))
     key = (device, "resize", b"".join(t.tobytes() for t in tables), tuple(t.shape for t in tables))

@@ -16,8 +16,8 @@ from ..batch import BatchFeature, TensorType
 from ..config import ImageProcessingMixin
 from ..image_utils import (
     ChannelDimension,
-    is_torch_tensor,
     PILImageResampling,
+    is_torch_tensor,
     make_flat_list_of_images,
     prepare_image,
 )
