@@ -1,7 +1,8 @@
-"""Configuration I/O for image processors: `preprocessor_config.json` on disk and on the Hugging Face Hub.
+"""`ImageProcessingMixin`: image processor configurations as JSON dicts and objects (`preprocessor_config.json`).
 
 `ImageProcessingMixin` mirrors transformers' `ImageProcessingMixin` (same method names, arguments, file names
 and JSON layout), so a file written here loads in transformers' `AutoImageProcessor` and the other way round.
+Finding, reading and writing the files (local paths, the Hugging Face Hub, offline mode, uploads) is in `hub.py`.
 It imports neither torch nor transformers.
 """
 
@@ -12,39 +13,28 @@ import enum
 import json
 import logging
 import os
-import re
 import tempfile
 from typing import Any
 
 import numpy as np
 
+from .hub import (
+    IMAGE_PROCESSOR_NAME,
+    PROCESSOR_NAME,
+    atomic_write_text,
+    is_offline_mode,
+    load_config_dict,
+    read_json_dict,
+    upload_config_file,
+)
+
+__all__ = ["IMAGE_PROCESSOR_NAME", "PROCESSOR_NAME", "ImageProcessingMixin", "is_offline_mode"]
+
 logger = logging.getLogger(__name__)
-
-IMAGE_PROCESSOR_NAME = "preprocessor_config.json"
-PROCESSOR_NAME = "processor_config.json"
-
-_TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
-_COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
 
 # Loader options accepted by `from_pretrained` / `get_image_processor_dict` on top of the named ones. They are
 # consumed here and never reach `from_dict`.
 _IGNORED_LOADER_KWARGS = ("proxies", "resume_download", "_from_auto", "_from_pipeline", "_commit_hash")
-
-
-def is_offline_mode() -> bool:
-    """Whether Hub downloads are disabled.
-
-    True when huggingface_hub's offline flag is set (it reads `HF_HUB_OFFLINE` once, at import) or when
-    `HF_HUB_OFFLINE` / `TRANSFORMERS_OFFLINE` is set now, so that setting the variable after import also works.
-    """
-    from huggingface_hub import constants
-
-    if getattr(constants, "HF_HUB_OFFLINE", False):
-        return True
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(name, "").strip().upper() in _TRUE_VALUES:
-            return True
-    return False
 
 
 def _to_jsonable(value: Any) -> Any:
@@ -63,185 +53,6 @@ def _to_jsonable(value: Any) -> Any:
             return int(raw)
         return _to_jsonable(raw)
     return value
-
-
-def _read_json_dict(path: str) -> dict[str, Any]:
-    """Read a JSON file whose top level must be an object; every failure is an `OSError` naming the path."""
-    try:
-        with open(path, encoding="utf-8") as reader:
-            text = reader.read()
-    except UnicodeDecodeError as err:
-        raise OSError(f"The file at '{path}' is not a valid JSON file (it is not UTF-8 text): {err}") from err
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise OSError(f"The file at '{path}' is not a valid JSON file: {err}") from err
-    if not isinstance(data, dict):
-        raise OSError(
-            f"The file at '{path}' does not hold an image processor config: its top level is a JSON "
-            f"{type(data).__name__}, expected a JSON object."
-        )
-    return data
-
-
-def _umask() -> int:
-    """The process umask, read once (reading it means setting it, which is not thread-safe to repeat)."""
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = os.umask(0o022)
-        os.umask(_UMASK)
-    return _UMASK
-
-
-_UMASK: int | None = None
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same directory and `os.replace`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as writer:
-            writer.write(text)
-            writer.flush()
-            os.fsync(writer.fileno())
-        # mkstemp creates the file 0600; give it the permissions a plain open() would have.
-        os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_path)
-        except OSError:
-            pass
-        raise
-
-
-def _hub_error(err: Exception, repo_id: str, revision: str, in_repo: str, local_files_only: bool) -> OSError:
-    """Translate a huggingface_hub exception into an `OSError` naming the repo (and the revision or file)."""
-    from huggingface_hub.utils import (
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    where = f"'{in_repo}' of '{repo_id}' (revision '{revision}')"
-    if isinstance(err, GatedRepoError):  # a subclass of RepositoryNotFoundError
-        return OSError(f"'{repo_id}' is a gated repo: request access on the Hub and pass a token with `token=`.")
-    if isinstance(err, RepositoryNotFoundError):
-        return OSError(
-            f"'{repo_id}' is not a local file or directory, nor a repo id on the Hub. If it is a private repo, pass "
-            "a token that can read it with `token=` or log in with `hf auth login`."
-        )
-    if isinstance(err, RevisionNotFoundError):
-        return OSError(f"'{revision}' is not a valid git revision (branch, tag or commit id) of the repo '{repo_id}'.")
-    if isinstance(err, LocalEntryNotFoundError):  # a subclass of EntryNotFoundError: test it first
-        reason = (
-            "downloads are disabled (offline mode or local_files_only=True)"
-            if local_files_only
-            else "the Hub could not be reached"
-        )
-        return OSError(f"Can't load {where}: it is not in the local cache and {reason}.")
-    if isinstance(err, EntryNotFoundError):
-        return OSError(f"'{repo_id}' (revision '{revision}') does not contain a file named '{in_repo}'.")
-    if isinstance(err, HfHubHTTPError):
-        return OSError(f"HTTP error while fetching {where}: {err}")
-    # HFValidationError (neither an existing path nor a valid repo id), proxy errors, ...
-    return OSError(
-        f"Can't load image processor for '{repo_id}': it is not an existing file or directory, and fetching {where} "
-        f"from the Hub failed: {type(err).__name__}: {err}"
-    )
-
-
-def _pin_revision(repo_id: str, revision: str, *, cache_dir, local_files_only: bool, token):
-    """Resolve `revision` to the commit it points to, once per load, like transformers 5.x.
-
-    Both candidate files then come from the same repo state, and files of a pinned commit that are already cached
-    (or known to be absent) are served without any request. Offline, the commit comes from the cache's refs.
-    Returns a `huggingface_hub.ResolvedRevision` (a `str` equal to `revision`), or `revision` unchanged where the
-    installed huggingface_hub cannot resolve or the resolution fails for a reason the download reports better.
-    """
-    from huggingface_hub import HfApi
-    from huggingface_hub.utils import RepositoryNotFoundError, RevisionNotFoundError
-
-    if not hasattr(HfApi, "resolve_revision"):
-        return revision
-    try:
-        return HfApi().resolve_revision(
-            repo_id, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
-        )
-    except (RepositoryNotFoundError, RevisionNotFoundError) as err:
-        raise _hub_error(err, repo_id, revision, IMAGE_PROCESSOR_NAME, local_files_only) from err
-    except Exception:  # fail open: hf_hub_download below raises (or recovers) with better context
-        logger.debug("Could not resolve revision %r of %r", revision, repo_id, exc_info=True)
-        return revision
-
-
-def _hub_file(
-    repo_id: str,
-    filename: str,
-    *,
-    subfolder: str,
-    revision: str,
-    cache_dir,
-    force_download: bool,
-    local_files_only: bool,
-    token,
-    user_agent,
-    missing_ok: bool,
-) -> str | None:
-    """Return the local path of one file of a Hub repo, from the cache or downloaded.
-
-    Every failure is an `OSError` (see `_hub_error`). With `missing_ok`, a file that does not exist in the repo,
-    or that is not cached while downloads are disabled or failing, gives `None`: the caller tries its next file.
-    A missing file costs one HEAD request (404, never retried); at a pinned commit it is remembered in the cache.
-    """
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
-    from huggingface_hub.utils import EntryNotFoundError
-
-    in_repo = f"{subfolder}/{filename}" if subfolder else filename
-    commit = getattr(revision, "resolved", None) or (revision if _COMMIT_HASH.fullmatch(revision) else None)
-    if commit is not None and not force_download:
-        cached = try_to_load_from_cache(repo_id, in_repo, cache_dir=cache_dir, revision=commit)
-        if isinstance(cached, str):
-            return cached
-        if cached is not None:  # huggingface_hub's "known to be absent at this commit" marker
-            if missing_ok:
-                return None
-            raise OSError(f"'{repo_id}' (revision '{revision}') does not contain a file named '{in_repo}'.")
-    try:
-        return hf_hub_download(
-            repo_id,
-            filename,
-            subfolder=subfolder or None,
-            revision=revision,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
-            token=token,
-            user_agent=user_agent,
-        )
-    except EntryNotFoundError as err:  # remote 404, or not cached while offline / unreachable
-        if missing_ok:
-            return None
-        raise _hub_error(err, repo_id, revision, in_repo, local_files_only) from err
-    except Exception as err:  # every failure becomes an OSError naming the repo
-        raise _hub_error(err, repo_id, revision, in_repo, local_files_only) from err
-
-
-def _select_config(path: str, name: str, filename: str) -> dict[str, Any] | None:
-    """Read a candidate config file; a `processor_config.json` counts only with an `"image_processor"` dict."""
-    data = _read_json_dict(path)
-    if name == filename:
-        return data
-    nested = data.get("image_processor")
-    if nested is None:
-        return None
-    if not isinstance(nested, dict):
-        raise OSError(f"The 'image_processor' entry of '{path}' is not a JSON object.")
-    return nested
 
 
 class ImageProcessingMixin:
@@ -377,56 +188,18 @@ class ImageProcessingMixin:
         for name in _IGNORED_LOADER_KWARGS:
             kwargs.pop(name, None)
 
-        if is_offline_mode() and not local_files_only:
-            logger.info("Offline mode: forcing local_files_only=True")
-            local_files_only = True
-
-        source = os.fspath(pretrained_model_name_or_path)
-        # A processor_config.json is only looked for next to a file with the standard name.
-        candidates = ([PROCESSOR_NAME] if filename == IMAGE_PROCESSOR_NAME else []) + [filename]
-
-        if os.path.isfile(source):
-            data = _read_json_dict(source)
-            nested = data.get("image_processor")
-            if os.path.basename(source) == PROCESSOR_NAME and isinstance(nested, dict):
-                data = nested
-            logger.info("loading configuration file %s", source)
-            return data, kwargs
-
-        if os.path.isdir(source):
-            folder = os.path.join(source, subfolder) if subfolder else source
-            for name in candidates:
-                path = os.path.join(folder, name)
-                if not os.path.isfile(path):
-                    continue
-                data = _select_config(path, name, filename)
-                if data is not None:
-                    logger.info("loading configuration file %s", path)
-                    return data, kwargs
-            raise OSError(f"Can't load image processor from directory '{folder}': it holds no '{filename}' file.")
-
-        revision = _pin_revision(source, revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
-        for name in candidates:
-            path = _hub_file(
-                source,
-                name,
-                subfolder=subfolder,
-                revision=revision,
-                cache_dir=cache_dir,
-                force_download=force_download,
-                local_files_only=local_files_only,
-                token=token,
-                user_agent=user_agent,
-                missing_ok=name != filename,
-            )
-            if path is None:
-                continue
-            data = _select_config(path, name, filename)
-            if data is not None:
-                logger.info("loading configuration file %s from cache at %s", name, path)
-                return data, kwargs
-        # Not reached: the last candidate is not `missing_ok`, so `_hub_file` returned its path or raised.
-        raise OSError(f"Can't load image processor for '{source}' (revision '{revision}'): no '{filename}' file.")
+        data = load_config_dict(
+            os.fspath(pretrained_model_name_or_path),
+            filename=filename,
+            subfolder=subfolder,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+            user_agent=user_agent,
+        )
+        return data, kwargs
 
     @classmethod
     def from_dict(cls, image_processor_dict: dict[str, Any], **kwargs):
@@ -483,7 +256,7 @@ class ImageProcessingMixin:
         Raises:
             `OSError`: the file cannot be read, is not valid JSON, or does not hold a JSON object.
         """
-        return cls(**_read_json_dict(os.fspath(json_file)))
+        return cls(**read_json_dict(os.fspath(json_file)))
 
     # ------------------------------------------------------------------ serialising
 
@@ -527,7 +300,7 @@ class ImageProcessingMixin:
             json_file_path (`str` or `os.PathLike`):
                 Path of the JSON file to write.
         """
-        _atomic_write_text(os.fspath(json_file_path), self.to_json_string())
+        atomic_write_text(os.fspath(json_file_path), self.to_json_string())
 
     def __repr__(self):
         return f"{type(self).__name__} {self.to_json_string()}"
@@ -628,16 +401,11 @@ class ImageProcessingMixin:
     @staticmethod
     def _upload(path, repo_id, commit_message=None, private=None, token=None, revision=None, create_pr=False):
         """Create the repo if needed (resolving a bare name to `user/name`) and upload the file at `path`."""
-        from huggingface_hub import HfApi
-
-        # A fresh HfApi reads the endpoint (HF_ENDPOINT) now, not at import time.
-        api = HfApi()
-        repo_id = api.create_repo(repo_id, exist_ok=True, token=token, private=private).repo_id
-        return api.upload_file(
-            path_or_fileobj=path,
-            path_in_repo=IMAGE_PROCESSOR_NAME,
-            repo_id=repo_id,
-            commit_message=commit_message or "Upload image processor",
+        return upload_config_file(
+            path,
+            repo_id,
+            commit_message=commit_message,
+            private=private,
             token=token,
             revision=revision,
             create_pr=create_pr,

@@ -13,6 +13,7 @@ from fake_hub import fake_hub  # noqa: F401  (pytest fixture)
 from PIL import Image
 
 from fused_imgproc import config as config_module
+from fused_imgproc import hub as hub_module
 from fused_imgproc.config import IMAGE_PROCESSOR_NAME, PROCESSOR_NAME, ImageProcessingMixin
 from fused_imgproc.processors import CLIPImageProcessor
 
@@ -119,13 +120,15 @@ def test_offline_env_var_read_at_call_time(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    assert not config_module.is_offline_mode()
+    assert not hub_module.is_offline_mode()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert config_module.is_offline_mode()
+    assert hub_module.is_offline_mode()
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    assert not config_module.is_offline_mode()
+    assert not hub_module.is_offline_mode()
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    assert config_module.is_offline_mode()
+    assert hub_module.is_offline_mode()
+    # Still importable from config.py, where it lived before hub.py.
+    assert config_module.is_offline_mode is hub_module.is_offline_mode
 
 
 # ---------------------------------------------------------------------------------------------- from_dict
@@ -280,7 +283,7 @@ def test_failed_save_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(config_module.os, "replace", broken_replace)
+    monkeypatch.setattr(hub_module.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         Dummy(size=4).save_pretrained(tmp_path)
     assert os.listdir(tmp_path) == [IMAGE_PROCESSOR_NAME]

@@ -263,3 +263,27 @@ def test_fake_hub_is_isolated_from_the_real_endpoint(fake_hub):  # noqa: F811
     assert constants.ENDPOINT == fake_hub.url == HfApi().endpoint
     assert hf_hub_url(REPO, IMAGE_PROCESSOR_NAME).startswith(fake_hub.url + "/")
     assert isinstance(fake_hub, FakeHub)
+
+
+def test_hub_module_loads_without_the_mixin(hub, tmp_path):
+    from fused_imgproc.hub import load_config_dict
+
+    assert load_config_dict(REPO, cache_dir=tmp_path) == {"crop_size": 32, "value": "main"}
+    with pytest.raises(OSError, match="does not contain a file named 'other.json'"):
+        load_config_dict(REPO, filename="other.json", cache_dir=tmp_path)
+
+
+def test_hub_module_does_not_import_the_mixin():
+    """hub.py sits below config.py: it imports nothing from the package, so there is no import circle."""
+    import ast
+
+    import fused_imgproc.hub as hub_module
+
+    tree = ast.parse(Path(hub_module.__file__).read_text())
+    modules = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"relative import in hub.py: {ast.unparse(node)}"
+            modules.append(node.module)
+    assert not [name for name in modules if name.split(".")[0] == "fused_imgproc"]
+    assert "huggingface_hub" in {name.split(".")[0] for name in modules}  # the walk does see the lazy imports
