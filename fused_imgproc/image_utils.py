@@ -193,6 +193,32 @@ def is_iterable_of_numbers(value: Any) -> bool:
     return isinstance(value, Iterable) and not isinstance(value, (str, bytes, dict))
 
 
+def check_finite(image: np.ndarray) -> None:
+    if np.issubdtype(image.dtype, np.inexact) and not np.all(np.isfinite(image)):
+        raise ValueError("The image contains NaN or infinite values, which cannot be converted to uint8 for PIL")
+
+
+def rescale_for_pil_conversion(image: np.ndarray) -> bool:
+    """Whether `image` must be multiplied by 255 before its uint8 cast: transformers' rule, plus a NaN/inf check.
+
+    uint8: no. All values `np.allclose` to `image.astype(int)` (truncation; 0/1 masks and all-zero floats count):
+    no, if in [0, 255]. Otherwise all in [0, 1]: yes. Anything else: `ValueError`.
+    """
+    if image.dtype == np.uint8:
+        return False
+    check_finite(image)
+    if np.allclose(image, image.astype(int)):
+        if np.all(image >= 0) and np.all(image <= 255):
+            return False
+        bounds = "[0, 255]"
+    elif np.all(image >= 0) and np.all(image <= 1):
+        return True
+    else:
+        bounds = "[0, 1]"
+    raise ValueError(f"The image to be converted to a PIL image contains values outside the range {bounds}, got "
+                     f"[{image.min()}, {image.max()}] which cannot be converted to uint8.")
+
+
 # --- one image, ready for the plan -------------------------------------------------------------------------------
 
 # PIL modes whose np.array() -> Image.fromarray() round trip is exact, so Pillow can resize the image directly.

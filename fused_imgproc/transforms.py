@@ -15,15 +15,18 @@ from collections.abc import Collection, Iterable
 import numpy as np
 import PIL.Image
 
+from .geometry import ImageGeometry, shortest_edge_size
 from .image_utils import (
     ChannelDimension,
     PILImageResampling,
     array_to_rgb,
+    check_finite,
     get_channel_dimension_axis,
     get_image_size,
     infer_channel_dimension_format,
     is_torch_tensor,
     pil_to_rgb,
+    rescale_for_pil_conversion,
 )
 
 logger = logging.getLogger(__name__)
@@ -141,21 +144,7 @@ def get_resize_output_image_size(
         height, width = input_image
     else:
         height, width = get_image_size(input_image, input_data_format)
-    return _shortest_edge_size(height, width, size, max_size)
-
-
-def _shortest_edge_size(height: int, width: int, size: int, max_size: int | None = None) -> tuple[int, int]:
-    short, long = (width, height) if width <= height else (height, width)
-    new_short, new_long = size, int(size * long / short)
-    if max_size is not None:
-        if max_size <= size:
-            raise ValueError(
-                f"max_size = {max_size} must be strictly greater than the requested size for the smaller edge "
-                f"size = {size}"
-            )
-        if new_long > max_size:
-            new_short, new_long = int(max_size * new_short / new_long), max_size
-    return (new_long, new_short) if width <= height else (new_short, new_long)
+    return shortest_edge_size(height, width, size, max_size)
 
 
 def _layout(image, input_data_format=None, num_channels=None) -> ChannelDimension:
@@ -165,11 +154,6 @@ def _layout(image, input_data_format=None, num_channels=None) -> ChannelDimensio
     if input_data_format is None:
         return infer_channel_dimension_format(image, num_channels)
     return ChannelDimension(input_data_format)
-
-
-def _check_finite(image: np.ndarray) -> None:
-    if np.issubdtype(image.dtype, np.inexact) and not np.all(np.isfinite(image)):
-        raise ValueError("The image contains NaN or infinite values, which cannot be converted to uint8 for PIL")
 
 
 def to_channel_dimension_format(image, channel_dim, input_channel_dim=None):
@@ -287,8 +271,6 @@ def center_crop(image, size, data_format=None, input_data_format=None) -> np.nda
         raise ValueError(f"center_crop size must be positive, got (height, width) = ({crop_h}, {crop_w})")
     image = to_channel_dimension_format(image, ChannelDimension.FIRST, fmt)
     height, width = image.shape[-2:]
-    from .plan import ImageGeometry  # the plan owns crop geometry (plan imports this module, hence here)
-
     window = ImageGeometry.identity((height, width)).center_cropped((crop_h, crop_w)).source_window()
     (y0, y1), (x0, x1), (oy0, oy1), (ox0, ox1) = window
     if crop_h <= height and crop_w <= width:
@@ -299,27 +281,6 @@ def center_crop(image, size, data_format=None, input_data_format=None) -> np.nda
     return to_channel_dimension_format(out, data_format if data_format is not None else fmt, ChannelDimension.FIRST)
 
 
-def _rescale_for_pil_conversion(image: np.ndarray) -> bool:
-    """Whether `image` must be multiplied by 255 before its uint8 cast: transformers' rule, plus a NaN/inf check.
-
-    uint8: no. All values `np.allclose` to `image.astype(int)` (truncation; 0/1 masks and all-zero floats count):
-    no, if in [0, 255]. Otherwise all in [0, 1]: yes. Anything else: `ValueError`.
-    """
-    if image.dtype == np.uint8:
-        return False
-    _check_finite(image)
-    if np.allclose(image, image.astype(int)):
-        if np.all(image >= 0) and np.all(image <= 255):
-            return False
-        bounds = "[0, 255]"
-    elif np.all(image >= 0) and np.all(image <= 1):
-        return True
-    else:
-        bounds = "[0, 1]"
-    raise ValueError(f"The image to be converted to a PIL image contains values outside the range {bounds}, got "
-                     f"[{image.min()}, {image.max()}] which cannot be converted to uint8.")
-
-
 def to_pil_image(image, do_rescale=None, image_mode=None, input_data_format=None) -> PIL.Image.Image:
     """Converts an array (any layout) to a PIL image; a single channel is squeezed (mode "L").
 
@@ -328,7 +289,7 @@ def to_pil_image(image, do_rescale=None, image_mode=None, input_data_format=None
             The image; a PIL image is returned as is, a CPU tensor is converted with `.numpy()`.
         do_rescale (`bool`, *optional*):
             Whether to multiply by 255 (`rescale`: float64 product cast to float32) before the truncating uint8
-            cast; decided by `_rescale_for_pil_conversion` when not given. NaN/inf raise `ValueError`.
+            cast; decided by `rescale_for_pil_conversion` when not given. NaN/inf raise `ValueError`.
         image_mode (`str`, *optional*):
             The PIL mode; Pillow's default for the array when not given.
         input_data_format (`ChannelDimension` or `str`, *optional*):
@@ -343,8 +304,8 @@ def to_pil_image(image, do_rescale=None, image_mode=None, input_data_format=None
     image = to_channel_dimension_format(image, ChannelDimension.LAST, input_data_format)
     if image.shape[-1] == 1:
         image = np.squeeze(image, axis=-1)
-    _check_finite(image)
-    if do_rescale if do_rescale is not None else _rescale_for_pil_conversion(image):
+    check_finite(image)
+    if do_rescale if do_rescale is not None else rescale_for_pil_conversion(image):
         image = rescale(image, 255)
     return PIL.Image.fromarray(image.astype(np.uint8), mode=image_mode)
 
@@ -397,7 +358,7 @@ def resize(image, size, resample=None, reducing_gap=None, data_format=None, retu
         channels = image.shape[get_channel_dimension_axis(image, input_data_format)]
         if not 1 <= channels <= 4:
             raise ValueError(f"resize supports images with 1 to 4 channels, got {channels} (shape {image.shape})")
-        do_rescale = _rescale_for_pil_conversion(image)
+        do_rescale = rescale_for_pil_conversion(image)
         image = to_pil_image(image, do_rescale=do_rescale, input_data_format=input_data_format)
     resized = image.resize((int(width), int(height)), resample=resample, reducing_gap=reducing_gap)
     if not return_numpy:

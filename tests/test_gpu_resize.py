@@ -13,8 +13,9 @@ import fused_imgproc as fi
 from fused_imgproc.backends import gpu_resize
 from fused_imgproc.backends import numpy as numpy_backend
 from fused_imgproc.backends import triton as triton_backend
+from fused_imgproc.geometry import ImageGeometry
 from fused_imgproc.image_utils import PreparedImage
-from fused_imgproc.plan import UINT8, BatchPlan, ImageGeometry, ImagePlan, make_value_map
+from fused_imgproc.plan import UINT8, BatchPlan, ImagePlan, make_value_map
 
 PAIRS = 300
 

@@ -14,7 +14,7 @@ from triton_mode import DEVICE, torch
 import fused_imgproc as fi
 from fused_imgproc._kernels import crop_normalize as K
 from fused_imgproc.backends import triton as triton_backend  # registers the ops
-from fused_imgproc.plan import ImageGeometry
+from fused_imgproc.geometry import ImageGeometry
 
 SIZES = [(4, 7), (9, 3), (1, 1), (6, 5)]
 OUT_HW = (6, 5)

@@ -14,6 +14,7 @@ from ..backends import BackendUnavailableError
 from ..backends import numpy as numpy_backend
 from ..batch import BatchFeature, TensorType
 from ..config import ImageProcessingMixin
+from ..geometry import ImageGeometry, default_resize_size
 from ..image_utils import (
     ChannelDimension,
     PILImageResampling,
@@ -21,7 +22,7 @@ from ..image_utils import (
     make_flat_list_of_images,
     prepare_image,
 )
-from ..plan import BatchPlan, ImageGeometry, ImagePlan, classify_source, default_resize_size, make_value_map
+from ..plan import BatchPlan, ImagePlan, classify_source, make_value_map
 from ..transforms import get_size_dict
 
 logger = logging.getLogger("fused_imgproc")

@@ -1,5 +1,6 @@
 """Families whose resize step has its own geometry: ConvNeXt and PoolFormer (crop_pct), LeViT (256/224)."""
 
+from ..geometry import ImageGeometry, shortest_edge_size
 from ..image_utils import (
     IMAGENET_DEFAULT_MEAN,
     IMAGENET_DEFAULT_STD,
@@ -7,8 +8,6 @@ from ..image_utils import (
     IMAGENET_STANDARD_STD,
     PILImageResampling,
 )
-from ..plan import ImageGeometry
-from ..transforms import _shortest_edge_size
 from .base import BaseImageProcessor
 
 
@@ -39,7 +38,7 @@ class ConvNextImageProcessor(BaseImageProcessor):
         if edge >= 384:
             return geometry.resized((edge, edge), resample)
         crop_pct = _check_crop_pct(crop_pct if crop_pct is not None else 224 / 256)
-        resized = geometry.resized(_shortest_edge_size(*geometry.src_hw, int(edge / crop_pct)), resample)
+        resized = geometry.resized(shortest_edge_size(*geometry.src_hw, int(edge / crop_pct)), resample)
         return resized.center_cropped((edge, edge))
 
 
@@ -60,7 +59,7 @@ class LevitImageProcessor(BaseImageProcessor):
     def _resize_geometry(self, geometry: ImageGeometry, size: dict, resample: int, **_) -> ImageGeometry:
         if size.get("shortest_edge"):
             edge = int((256 / 224) * size["shortest_edge"])
-            return geometry.resized(_shortest_edge_size(*geometry.src_hw, edge), resample)
+            return geometry.resized(shortest_edge_size(*geometry.src_hw, edge), resample)
         if not (size.get("height") and size.get("width")):
             raise ValueError(f"Size dict must have keys 'height' and 'width' or 'shortest_edge'. Got {list(size)}.")
         return geometry.resized((size["height"], size["width"]), resample)
@@ -88,10 +87,10 @@ class PoolFormerImageProcessor(BaseImageProcessor):
         crop_pct = _check_crop_pct(crop_pct)
         h, w = geometry.src_hw
         if size.get("shortest_edge"):
-            target = _shortest_edge_size(h, w, int(size["shortest_edge"] / crop_pct))
+            target = shortest_edge_size(h, w, int(size["shortest_edge"] / crop_pct))
         elif size.get("height") and size.get("width"):
             if size["height"] == size["width"]:
-                target = _shortest_edge_size(h, w, int(size["height"] / crop_pct))
+                target = shortest_edge_size(h, w, int(size["height"] / crop_pct))
             else:
                 target = (int(size["height"] / crop_pct), int(size["width"] / crop_pct))
         else:
