@@ -1,4 +1,4 @@
-"""`python -m fused_imgproc ...` is the `fused-imgproc` command (see `fused_imgproc.cli`)."""
+"""`python -m fused_imgproc ...` is the `fused-imgproc` command (see the `fused_imgproc.cli` package)."""
 
 from .cli import main
 

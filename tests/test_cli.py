@@ -1,4 +1,4 @@
-"""The `fused-imgproc` command line (fused_imgproc/cli.py), run in-process through `cli.main([...])`."""
+"""The `fused-imgproc` command line (the fused_imgproc/cli/ package), run in-process through `cli.main([...])`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from fake_hub import fake_hub  # noqa: F401  (a pytest fixture)
 
 from fused_imgproc import AutoImageProcessor, CLIPImageProcessor, cli
-from fused_imgproc._cli_io import SAMPLES_DIR
+from fused_imgproc.cli import preprocess as cli_preprocess
+from fused_imgproc.cli.files import SAMPLES_DIR
 
 FORMATS = {".jpg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".gif": "GIF", ".bmp": "BMP", ".tiff": "TIFF"}
 
@@ -294,7 +295,7 @@ def no_reading(monkeypatch):
     def fail(path):
         raise AssertionError(f"{path} was read although the command should have stopped first")
 
-    monkeypatch.setattr(cli, "load_image", fail)
+    monkeypatch.setattr(cli_preprocess, "load_image", fail)
 
 
 @pytest.mark.parametrize("case", ["missing folder", "file as folder", "is a folder", "suffix", "bf16 npz", "read-only"])
@@ -316,7 +317,7 @@ def test_unwritable_output_fails_before_any_work(mixed, tmp_path, capsys, monkey
             def denied(*args, **kwargs):
                 raise PermissionError(13, "Permission denied")
 
-            monkeypatch.setattr("fused_imgproc._cli_io.OutputWriter._create", denied)
+            monkeypatch.setattr("fused_imgproc.cli.files.OutputWriter._create", denied)
     try:
         code, stdout, stderr = run(capsys, "preprocess", root, "--out", out, *extra)
     finally:

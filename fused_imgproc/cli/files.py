@@ -18,14 +18,12 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 
+from .common import CLIError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 OUTPUT_FORMATS = (".npz", ".safetensors", ".pt")
-SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
 _SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "float64": "F64", "bfloat16": "BF16"}
-
-
-class CLIError(Exception):
-    """A user error: reported as `fused-imgproc: error: <message>`, exit status 2, never a traceback."""
 
 
 def sample_paths() -> list[str]:

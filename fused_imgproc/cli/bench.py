@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from ._cli_io import CLIError, load_image, sample_paths
+from .common import CLIError, positive_int, to_numpy, triton_status
+from .files import load_image, sample_paths
 
 DEFAULT_REPEAT = 10
 
@@ -30,8 +31,6 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cli import positive_int
-
     parser.add_argument("--size", type=_size, metavar="HxW",
                         help="time random uint8 images of this size instead of the bundled samples")
     parser.add_argument("--batch-size", type=positive_int, metavar="N",
@@ -40,6 +39,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"timed runs per implementation; the median is reported (default {DEFAULT_REPEAT})")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the table as a bar chart")
     parser.add_argument("--no-transformers", action="store_true", help="do not time transformers' processor")
+    parser.set_defaults(func=bench_command)
 
 
 def bench_images(args) -> tuple[list, str]:
@@ -55,8 +55,7 @@ def bench_images(args) -> tuple[list, str]:
 
 def implementations(args) -> tuple[list[tuple[str, object]], list[str]]:
     """`(name, function returning host pixel_values)` to time, and notes on those that cannot run."""
-    from .cli import to_numpy, triton_status
-    from .processors import CLIPImageProcessor
+    from ..processors import CLIPImageProcessor
 
     ours = CLIPImageProcessor()
     found = [("fused_imgproc numpy (CPU)", lambda images: ours(images, return_tensors="np").pixel_values)]
@@ -86,7 +85,7 @@ def implementations(args) -> tuple[list[tuple[str, object]], list[str]]:
             theirs = cls()
             found.insert(0, (f"transformers {cls.__name__}", lambda images: theirs(images, return_tensors="np")
                              .pixel_values))
-    return [(name, fn, to_numpy) for name, fn in found], notes
+    return found, notes
 
 
 def bench_command(args) -> int:
@@ -95,7 +94,7 @@ def bench_command(args) -> int:
     images, what = bench_images(args)
     impls, notes = implementations(args)
     rows = []
-    for name, fn, to_numpy in impls:
+    for name, fn in impls:
         output = to_numpy(fn(images))  # warm-up (and the Triton kernel's compilation), and the output we compare
         times = []
         for _ in range(args.repeat):

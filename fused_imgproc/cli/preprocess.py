@@ -1,0 +1,202 @@
+"""`fused-imgproc preprocess`: image files, folders and globs into one `pixel_values` file, batch by batch."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import PIL.Image
+
+from ..backends import BackendUnavailableError
+from .common import PROG, CLIError, load_processor, positive_int, to_numpy
+from .files import (
+    IMAGE_EXTENSIONS,
+    OUTPUT_FORMATS,
+    SAMPLES_DIR,
+    OutputWriter,
+    describe_error,
+    expand_inputs,
+    load_image,
+    sample_paths,
+)
+
+DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+def add_preprocess_arguments(p) -> None:
+    """The options of `preprocess` (on the subcommand's parser)."""
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help=f"image files, folders (searched recursively for {' '.join(IMAGE_EXTENSIONS)}) or globs "
+                   "(quote them; ** is recursive)")
+    p.add_argument("--out", "-o", required=True, metavar="FILE",
+                   help=f"output file: {', '.join(OUTPUT_FORMATS)} (.pt needs torch); written atomically")
+    p.add_argument("--samples", action="store_true", help=f"add the bundled sample images ({SAMPLES_DIR})")
+    p.add_argument("--config", metavar="REPO_OR_PATH",
+                   help="preprocessor config: a Hub repo id, a folder or a preprocessor_config.json "
+                   "(default: the bundled CLIP defaults, no network)")
+    p.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
+                   help="images decoded and preprocessed at a time (default 32); memory grows with it")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    p.add_argument("--dtype", default="float32", choices=DTYPES,
+                   help="output dtype (default float32; bfloat16 needs torch and .safetensors or .pt)")
+    p.add_argument("--backend", default="auto", choices=("auto", "numpy", "triton"),
+                   help="auto (default: numpy on the CPU, triton on CUDA), numpy or triton")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=preprocess_command)
+
+
+def as_float32(values: np.ndarray, dtype: str) -> np.ndarray:
+    """Rows as float32 for the min/max summary (bfloat16 rows arrive as their uint16 bit patterns)."""
+    if dtype == "bfloat16":
+        return (values.astype(np.uint32) << 16).view(np.float32)
+    return values
+
+
+class Preprocessor:
+    """Runs the processor on one batch with the command's options and returns host arrays."""
+
+    def __init__(self, processor, args):
+        self.processor = processor
+        self.dtype, self.device = args.dtype, args.device
+        self.backend = args.backend
+        if self.backend == "auto":
+            self.backend = "numpy" if args.device.split(":")[0] == "cpu" else "triton"
+        needs_torch = self.backend == "triton" or self.dtype == "bfloat16"
+        self.return_tensors = "pt" if needs_torch else "np"
+        self.seconds = 0.0
+
+    def __call__(self, images) -> np.ndarray:
+        start = time.perf_counter()
+        values = self.processor(images, return_tensors=self.return_tensors, dtype=self.dtype, device=self.device,
+                                backend=self.backend).pixel_values
+        values = to_numpy(values)
+        self.seconds += time.perf_counter() - start
+        return values
+
+    def check(self) -> None:
+        """One tiny image through the whole path: a bad backend, device or dtype fails here, before any file."""
+        try:
+            self([PIL.Image.new("RGB", (8, 8), (10, 20, 30))])
+        except (BackendUnavailableError, ValueError, TypeError, ImportError, RuntimeError) as error:
+            raise CLIError(f"cannot preprocess with --backend {self.backend} --device {self.device} "
+                           f"--dtype {self.dtype}: {error}") from None
+        self.seconds = 0.0
+
+
+def process_batch(run: Preprocessor, images: list, names: list[str], report) -> list[tuple[list[str], np.ndarray]]:
+    """`(names, rows)` chunks for the images that preprocess: the whole batch at once, or, when the batch fails,
+    image by image, so that an image that fails alone is reported and left out."""
+    try:
+        return [(names, run(images))]
+    except BackendUnavailableError as error:
+        raise CLIError(str(error)) from None
+    except Exception as error:  # noqa: BLE001 (then find the image(s) responsible, one at a time)
+        if len(images) == 1:
+            report(names[0], f"cannot preprocess: {describe_error(error)}")
+            return []
+    return [chunk for image, name in zip(images, names, strict=True)
+            for chunk in process_batch(run, [image], [name], report)]
+
+
+def decoded_batches(batches: list[list[str]], report):
+    """`(images, paths, number of paths)` per batch; files that do not decode are reported and left out. Decoding
+    runs on a thread pool (Pillow releases the GIL) one batch ahead of the processor."""
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        def submit(batch):
+            return [(path, pool.submit(load_image, path)) for path in batch]
+
+        pending = submit(batches[0]) if batches else []
+        for k in range(len(batches)):
+            current, pending = pending, (submit(batches[k + 1]) if k + 1 < len(batches) else [])
+            images, names = [], []
+            for path, future in current:
+                try:
+                    images.append(future.result())
+                    names.append(path)
+                except Exception as error:  # noqa: BLE001 (any decoder failure is this file's problem)
+                    report(path, f"cannot read image: {describe_error(error)}")
+            yield images, names, len(current)
+
+
+def preprocess_command(args) -> int:
+    inputs = list(args.inputs) + (sample_paths() if args.samples else [])
+    if not inputs:
+        raise CLIError("no inputs: give image files, folders or globs (or --samples for the bundled samples)")
+    writer = OutputWriter(args.out, args.dtype)  # an unwritable output fails here, before any work
+    try:
+        return _preprocess(args, inputs, writer)
+    finally:
+        writer.close()
+
+
+def _preprocess(args, inputs: list[str], writer: OutputWriter) -> int:
+    start = time.perf_counter()
+    processor, config_text = load_processor(args.config)
+    run = Preprocessor(processor, args)
+    run.check()
+    paths, problems = expand_inputs(inputs)
+    skipped = []
+
+    def report(name: str, reason: str) -> None:
+        skipped.append(name)
+        message = f"{PROG}: skipping {name}: {reason}"
+        if bar is not None:
+            bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr)
+
+    bar = None
+    for name, reason in problems:
+        report(name, reason)
+    batches = [paths[i:i + args.batch_size] for i in range(0, len(paths), args.batch_size)]
+    if len(batches) > 1 and not args.quiet:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(paths), unit="img", desc=PROG, file=sys.stderr, dynamic_ncols=True)
+        except ImportError:
+            pass
+
+    done, low, high = [], np.inf, -np.inf
+    decoded = decoded_batches(batches, report)
+    try:
+        for images, names, count in decoded:
+            for chunk_names, rows in process_batch(run, images, names, report) if images else []:
+                if writer.item_shape is not None and rows.shape[1:] != writer.item_shape:
+                    raise CLIError(
+                        f"{chunk_names[0]} gives pixel_values of shape {rows.shape[1:]}, earlier images "
+                        f"{writer.item_shape}: this config has no fixed output size (no center crop?), so the "
+                        "images cannot be stacked into one array"
+                    )
+                writer.append(rows)
+                done.extend(chunk_names)
+                values = as_float32(rows, args.dtype)
+                low, high = min(low, float(values.min())), max(high, float(values.max()))
+            if bar is not None:
+                bar.update(count)
+    finally:
+        decoded.close()  # stops the decoding threads now, also after an error
+        if bar is not None:
+            bar.close()
+
+    total = len(paths) + len(problems)
+    if not done:
+        print(f"{PROG}: error: none of the {total} input(s) could be preprocessed; nothing written", file=sys.stderr)
+        return 1
+    size = writer.commit(done)
+    elapsed = time.perf_counter() - start
+    shape = (len(done), *writer.item_shape)
+    print(f"preprocessed {len(done)} image(s) -> {args.out} ({size / 2**20:.1f} MiB)")
+    print(f"pixel_values: shape {shape}, dtype {args.dtype}, range [{low:.4f}, {high:.4f}]")
+    print(f"config: {config_text}")
+    print(f"backend: {run.backend} on {args.device}, batch size {args.batch_size}")
+    print(f"time: {elapsed:.2f} s total, {elapsed / len(done) * 1e3:.2f} ms per image "
+          f"({run.seconds / len(done) * 1e3:.2f} ms in the processor)")
+    if skipped:
+        print(f"{PROG}: skipped {len(skipped)} of {total} input(s) (reported above): "
+              f"{', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''}", file=sys.stderr)
+        return 1
+    return 0
