@@ -10,7 +10,10 @@ Deliberate differences from transformers (all stricter or more lenient in corner
 - ragged data (arrays or nested lists of different shapes) always raises a `ValueError` that mentions
   padding; transformers returns a NumPy `object` array for some 1-D ragged inputs with `"np"`;
 - bfloat16 (and other floating dtypes NumPy lacks) torch tensors are cast to float32 before `"np"`;
-- `to(dtype, device=...)` and similar mixed forms are parsed instead of forwarded verbatim;
+- `to(True)` / `to(False)` raise the `ValueError` of any other non-device, non-dtype argument (transformers
+  treats a bool as a device index: its floating tensors are silently cast to `torch.bool` and its integer
+  tensors raise a `TypeError`), and namedtuples are rebuilt field by field (transformers raises a `TypeError`);
+- `to` updates the same `data` dict (transformers assigns a new one; both leave it unchanged on failure);
 - pickling keeps `skip_tensor_conversion` and any other instance attribute.
 """
 
@@ -22,7 +25,6 @@ from collections import UserDict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -282,76 +284,71 @@ class BatchFeature(UserDict):
 
     def to(self, *args, **kwargs) -> BatchFeature:
         """
-        Sends all torch tensors to a device and casts the floating-point ones to a dtype (PyTorch only).
+        Sends all torch tensors to a device and casts the floating-point ones to a dtype (PyTorch only), in place.
 
-        Integer and boolean tensors keep their dtype (so that e.g. masks are never cast to float); values that are
-        not torch tensors are left untouched; lists and tuples are handled recursively. Understands `to(device)`,
-        `to(dtype)`, `to(device, dtype)` and the keyword forms.
+        The arguments are passed as they are to the `to(...)` method of every floating-point tensor, exactly as
+        transformers' `BatchFeature.to` does, so the forms of `torch.Tensor.to` work (`to(device)`, `to(dtype)`,
+        `to(device, dtype)`, `to(device=..., dtype=..., non_blocking=..., copy=..., memory_format=...)`; not
+        `to(other_tensor)`, which transformers rejects too) and a call torch rejects raises torch's own exception
+        (e.g. the `TypeError` of `to(torch.bfloat16, "cpu")`). As in transformers, such a call goes unnoticed when
+        the batch holds no floating-point tensor.
+        Integer and boolean tensors keep their dtype (so that e.g. masks are never cast to float): they are only
+        moved, to the `device` keyword or else to the first positional argument when it is not a dtype (a string
+        naming a torch dtype, like `"float16"`, counts as a dtype), with `non_blocking`. Values that are not torch
+        tensors are left untouched; lists and tuples (namedtuples included) are handled recursively. If any
+        tensor fails, the batch is left unchanged.
 
         Args:
-            device (`str`, `int` or `torch.device`, *optional*, defaults to `None`):
-                The device to move every tensor to (`"cpu"`, `"cuda:0"`, `0`, ...). May be given positionally first.
-            dtype (`torch.dtype`, *optional*, defaults to `None`):
-                The dtype to cast the floating-point tensors to. May be given positionally (first or after the device).
-            non_blocking (`bool`, *optional*, defaults to `False`):
-                Whether to make the transfer asynchronous with respect to the host, where possible.
+            args (`tuple`, *optional*):
+                Passed to the `to(...)` of the floating-point tensors: a device (`str`, `int` or `torch.device`)
+                and/or a `torch.dtype`, in the order `torch.Tensor.to` accepts them.
+            kwargs (`dict`, *optional*):
+                Passed to the `to(...)` of the floating-point tensors (`device`, `dtype`, `non_blocking`, `copy`,
+                `memory_format`). `device` and `non_blocking` (defaults to `False`) also apply to the other tensors.
 
         Returns:
             [`BatchFeature`]: The same instance after modification.
 
         Raises:
             ImportError: If torch is not installed.
-            ValueError: If a positional argument is neither a device nor a dtype.
-            TypeError: On an unexpected keyword or a repeated argument.
+            ValueError: If no `device` keyword is given and the first positional argument is neither a device
+                (`str`, `int`, `torch.device`) nor a dtype (`torch.dtype` or the name of one), e.g. a float, a
+                bool, `None` or a tensor.
+            TypeError, RuntimeError: Whatever torch raises for arguments its `Tensor.to` rejects (a combination it
+                does not accept, an unknown keyword, an invalid device string...), as transformers does.
         """
         torch = _import_framework(TensorType.PYTORCH)
-        device, dtype, non_blocking = _parse_to_args(torch, args, kwargs)
+        device = kwargs.get("device")
+        non_blocking = kwargs.get("non_blocking", False)
+        if device is None and args:
+            # Same rule as transformers: the first positional argument is a dtype or else a device.
+            arg = args[0]
+            if _is_torch_dtype(torch, arg):
+                pass
+            elif isinstance(arg, (str, int, torch.device)) and not isinstance(arg, bool):
+                device = arg
+            else:
+                raise ValueError(f"Attempting to cast a BatchFeature to type {arg!s}. This is not supported.")
 
         def maybe_to(v):
             if isinstance(v, torch.Tensor):
-                if torch.is_floating_point(v) and dtype is not None:
-                    return v.to(device=device, dtype=dtype, non_blocking=non_blocking)
+                if torch.is_floating_point(v):
+                    return v.to(*args, **kwargs)
                 if device is not None:
                     return v.to(device=device, non_blocking=non_blocking)
                 return v
-            if isinstance(v, list):
-                return [maybe_to(item) for item in v]
-            if isinstance(v, tuple):
+            if isinstance(v, (list, tuple)):
                 items = [maybe_to(item) for item in v]
                 return type(v)(*items) if hasattr(v, "_fields") else type(v)(items)
             return v
 
+        # Every value is converted before any is stored: a failure leaves the batch as it was.
         self.data.update({key: maybe_to(value) for key, value in self.data.items()})
         return self
 
 
-def _parse_to_args(torch, args: tuple, kwargs: dict) -> tuple[Any, torch.dtype | None, bool]:
-    """Splits `BatchFeature.to`'s arguments into `(device, dtype, non_blocking)`."""
-    unexpected = set(kwargs) - {"device", "dtype", "non_blocking"}
-    if unexpected:
-        raise TypeError(f"BatchFeature.to() got unexpected keyword arguments {sorted(unexpected)}")
-    device, dtype = kwargs.get("device"), kwargs.get("dtype")
-    non_blocking = bool(kwargs.get("non_blocking", False))
-    if len(args) > 2:
-        raise TypeError(f"BatchFeature.to() takes at most 2 positional arguments ({len(args)} given)")
-
-    positional = list(args)
-    if positional and not isinstance(positional[0], torch.dtype):
-        arg = positional.pop(0)
-        if not (isinstance(arg, (str, int, torch.device)) and not isinstance(arg, bool)):
-            raise ValueError(f"Attempting to cast a BatchFeature to type {arg!s}. This is not supported.")
-        if device is not None:
-            raise TypeError("BatchFeature.to() got multiple values for argument 'device'")
-        device = arg
-    if positional:
-        arg = positional.pop(0)
-        if not isinstance(arg, torch.dtype):
-            raise ValueError(f"Attempting to cast a BatchFeature to type {arg!s}. This is not supported.")
-        if dtype is not None:
-            raise TypeError("BatchFeature.to() got multiple values for argument 'dtype'")
-        dtype = arg
-    if dtype is not None and not isinstance(dtype, torch.dtype):
-        raise ValueError(f"Attempting to cast a BatchFeature to type {dtype!s}. This is not supported.")
-    if isinstance(device, str):
-        torch.device(device)  # validates the string early, before any tensor moves
-    return device, dtype, non_blocking
+def _is_torch_dtype(torch, value) -> bool:
+    """Whether `value` is a `torch.dtype` or the name of one (`"float16"`), as transformers' `is_torch_dtype`."""
+    if isinstance(value, str):
+        value = getattr(torch, value, None)
+    return isinstance(value, torch.dtype)

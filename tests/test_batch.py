@@ -443,10 +443,11 @@ def _check_cast(bf, torch, dtype):
         lambda bf, torch: bf.to("cpu", torch.float16),
         lambda bf, torch: bf.to(torch.device("cpu"), torch.float16),
         lambda bf, torch: bf.to("cpu", dtype=torch.float16),
-        lambda bf, torch: bf.to(torch.float16, device="cpu"),
         lambda bf, torch: bf.to(device="cpu", dtype=torch.float16, non_blocking=True),
+        lambda bf, torch: bf.to(torch.float16, non_blocking=True),
+        lambda bf, torch: bf.to("cpu", torch.float16, True),
     ],
-    ids=["dtype", "dtype-kw", "device-dtype", "torch.device-dtype", "device-dtype-kw", "dtype-device-kw", "all-kw"],
+    ids=["dtype", "dtype-kw", "device-dtype", "torch.device-dtype", "device-dtype-kw", "all-kw", "dtype-nb", "pos-nb"],
 )
 def test_to_casts_only_floating_tensors(call):
     torch = pytest.importorskip("torch")
@@ -468,8 +469,9 @@ def test_to_casts_only_floating_tensors(call):
         lambda bf, torch: bf.to(torch.device("cpu")),
         lambda bf, torch: bf.to(device="cpu"),
         lambda bf, torch: bf.to(device=torch.device("cpu"), non_blocking=True),
+        lambda bf, torch: bf.to("cpu", non_blocking=True),
     ],
-    ids=["str", "torch.device", "kw", "kw-non-blocking"],
+    ids=["str", "torch.device", "kw", "kw-non-blocking", "str-non-blocking"],
 )
 def test_to_device_only_keeps_dtypes(call):
     torch = pytest.importorskip("torch")
@@ -488,20 +490,144 @@ def test_to_without_arguments_is_a_noop():
     assert all(bf[k] is before[k] for k in ("pixel_values", "mask", "array", "text"))
 
 
-def test_to_matches_transformers():
+def test_to_dtype_then_device_raises_torchs_type_error():
+    """The issue's case: `to(dtype, device)` is not a form `torch.Tensor.to` accepts, so it fails as in torch."""
     torch = pytest.importorskip("torch")
-    if HFBatchFeature is None:
-        pytest.skip("transformers is not installed")
-    data = {"pixel_values": torch.randn(2, 3), "mask": torch.ones(2, dtype=torch.long), "list": [torch.randn(1)]}
-    for args in [(torch.float64,), ("cpu",), ("cpu", torch.bfloat16)]:
-        ours = BatchFeature(dict(data)).to(*args)
-        theirs = HFBatchFeature(dict(data)).to(*args)
-        for key in ("pixel_values", "mask"):
-            assert ours[key].dtype == theirs[key].dtype and torch.equal(ours[key], theirs[key])
-        assert ours["list"][0].dtype == theirs["list"][0].dtype
+    with pytest.raises(TypeError) as expected:
+        torch.ones(1).to(torch.bfloat16, "cpu")
+    bf = _torch_batch(torch)
+    before = dict(bf.data)
+    with pytest.raises(TypeError) as info:
+        bf.to(torch.bfloat16, "cpu")
+    assert str(info.value) == str(expected.value)
+    assert all(bf[key] is value for key, value in before.items())  # a failed call leaves the batch as it was
 
 
-@pytest.mark.parametrize("bad", [1.5, [1], None.__class__, True])
+def _to_calls(torch):
+    """`(id, args, kwargs)` for `BatchFeature.to`: valid forms, and forms torch or transformers reject."""
+    f16 = torch.float16
+    return [
+        ("none", (), {}),
+        ("device", ("cpu",), {}),
+        ("torch.device", (torch.device("cpu"),), {}),
+        ("dtype", (torch.float64,), {}),
+        ("device-dtype", ("cpu", torch.bfloat16), {}),
+        ("device-kw", (), {"device": "cpu"}),
+        ("dtype-kw", (), {"dtype": f16}),
+        ("both-kw", (), {"device": torch.device("cpu"), "dtype": f16}),
+        ("device-dtype-kw", ("cpu",), {"dtype": f16}),
+        ("non-blocking", ("cpu",), {"non_blocking": True}),
+        ("dtype-non-blocking", (f16,), {"non_blocking": True}),
+        ("positional-non-blocking", ("cpu", f16, True), {}),
+        ("copy", ("cpu",), {"copy": True}),
+        ("memory-format", (), {"memory_format": torch.contiguous_format}),
+        ("dtype-name", ("float16",), {}),
+        # Rejected by torch (for floating tensors) with its own TypeError / RuntimeError.
+        ("dtype-device", (torch.bfloat16, "cpu"), {}),
+        ("dtype-device-kw", (f16,), {"device": "cpu"}),
+        ("device-twice", ("cpu",), {"device": "cpu"}),
+        ("dtype-twice", ("cpu", f16), {"dtype": f16}),
+        ("two-dtypes", (f16, torch.float32), {}),
+        ("dtype-as-string-kw", (), {"dtype": "float16"}),
+        ("unknown-kw", (), {"bogus": 1}),
+        ("bad-device", ("not_a_device",), {}),
+        ("five-positional", ("cpu", f16, False, False, 1), {}),
+        ("garbage-with-device-kw", (1.5,), {"device": "cpu"}),
+        # Rejected by BatchFeature itself (the first positional argument is neither a device nor a dtype).
+        ("float", (1.5,), {}),
+        ("none-positional", (None,), {}),
+        ("list", ([1],), {}),
+        ("tensor", (torch.zeros(1, dtype=torch.float64),), {}),
+    ]
+
+
+def _to_batches(torch):
+    """Batches without namedtuples (transformers cannot rebuild them, see test_to_rebuilds_namedtuples)."""
+    return {
+        "mixed": lambda: {
+            "pixel_values": torch.randn(2, 3, 4, 4),
+            "mask": torch.ones(2, 4, dtype=torch.int64),
+            "flags": torch.ones(2, dtype=torch.bool),
+            "list": [torch.randn(2), torch.arange(3), "s"],
+            "tuple": (torch.randn(1, dtype=torch.float64),),
+            "array": np.ones(3),
+            "text": "hello",
+        },
+        "integer-only": lambda: {"mask": torch.ones(2, dtype=torch.int64), "list": [torch.arange(2)]},
+        "numpy-only": lambda: {"array": np.ones(3), "text": ["a"]},
+    }
+
+
+def _outcome(cls, data, args, kwargs):
+    try:
+        return cls(dict(data)).to(*args, **kwargs), None
+    except Exception as e:  # noqa: BLE001 - the exception is what is compared
+        return None, e
+
+
+def _assert_same_value(ours, theirs, original, torch, where):
+    assert type(ours) is type(theirs), where
+    if isinstance(theirs, torch.Tensor):
+        assert (ours.dtype, ours.device) == (theirs.dtype, theirs.device), where
+        assert torch.equal(ours, theirs), where
+        assert (ours is original) == (theirs is original), f"{where}: copied in one and not the other"
+    elif isinstance(theirs, (list, tuple)):
+        assert len(ours) == len(theirs), where
+        for i, (o, t, orig) in enumerate(zip(ours, theirs, original)):
+            _assert_same_value(o, t, orig, torch, f"{where}[{i}]")
+    else:
+        assert ours is theirs, where
+
+
+@needs_hf
+@pytest.mark.parametrize("batch", ["mixed", "integer-only", "numpy-only"])
+def test_to_matches_transformers_for_every_form(batch):
+    """Same results, same exception types, and the same messages where the exception comes from torch."""
+    torch = pytest.importorskip("torch")
+    data = _to_batches(torch)[batch]()
+    for name, args, kwargs in _to_calls(torch):
+        where = f"{batch}: to({name})"
+        ours, our_error = _outcome(BatchFeature, data, args, kwargs)
+        theirs, their_error = _outcome(HFBatchFeature, data, args, kwargs)
+        if their_error is not None:
+            assert our_error is not None, f"{where}: transformers raised {their_error!r}, ours did not"
+            assert type(our_error) is type(their_error), f"{where}: {our_error!r} != {their_error!r}"
+            assert str(our_error) == str(their_error), where
+            continue
+        assert our_error is None, f"{where}: ours raised {our_error!r}, transformers did not"
+        assert ours.keys() == theirs.keys(), where
+        for key in theirs:
+            _assert_same_value(ours[key], theirs[key], data[key], torch, f"{where}[{key!r}]")
+
+
+def test_to_torch_errors_are_torchs_own():
+    torch = pytest.importorskip("torch")
+    tensor = torch.ones(1)
+    for args, kwargs in [
+        ((torch.float16,), {"device": "cpu"}),
+        (("cpu",), {"device": "cpu"}),
+        ((), {"memory_format": "channels_last"}),
+        (("not_a_device",), {}),
+    ]:
+        with pytest.raises((TypeError, RuntimeError)) as expected:
+            tensor.to(*args, **kwargs)
+        with pytest.raises(type(expected.value)) as info:
+            BatchFeature({"x": tensor, "mask": torch.ones(1, dtype=torch.long)}).to(*args, **kwargs)
+        assert str(info.value) == str(expected.value)
+
+
+def test_to_copy_and_memory_format_reach_floating_tensors_only():
+    torch = pytest.importorskip("torch")
+    images, mask = torch.randn(1, 3, 2, 2), torch.ones(1, 3, 2, 2, dtype=torch.long)
+    bf = BatchFeature({"pixel_values": images, "mask": mask}).to("cpu", copy=True)
+    assert bf["pixel_values"] is not images and torch.equal(bf["pixel_values"], images)
+    assert bf["mask"] is mask  # moved with `device` and `non_blocking` only, as in transformers
+    bf.to(memory_format=torch.channels_last)
+    assert bf["pixel_values"].is_contiguous(memory_format=torch.channels_last)
+    assert bf["mask"] is mask
+
+
+@pytest.mark.parametrize("bad", [1.5, [1], None.__class__, None, True, False])
 def test_to_rejects_non_device_non_dtype(bad):
     pytest.importorskip("torch")
     bf = BatchFeature({"x": np.ones(1)})
@@ -509,17 +635,35 @@ def test_to_rejects_non_device_non_dtype(bad):
         bf.to(bad)
 
 
-def test_to_rejects_bad_keywords_and_duplicates():
+@needs_hf
+def test_to_bool_positional_differs_from_transformers():
+    """Deliberate difference: transformers takes a bool for a device index and casts floats to torch.bool."""
+    torch = pytest.importorskip("torch")
+    theirs = HFBatchFeature({"pixel_values": torch.randn(2)}).to(True)
+    assert theirs["pixel_values"].dtype == torch.bool  # the pixel values are lost
+    bf = BatchFeature({"pixel_values": torch.randn(2)})
+    with pytest.raises(ValueError, match="type True"):
+        bf.to(True)
+    assert bf["pixel_values"].dtype == torch.float32
+
+
+def test_to_rebuilds_namedtuples():
+    """Deliberate difference: transformers raises a TypeError for a namedtuple value; ours rebuilds it."""
+    torch = pytest.importorskip("torch")
+    bf = _torch_batch(torch)
+    bf.to(torch.float64)
+    assert type(bf["pair"]).__name__ == "Pair" and bf["pair"].a.dtype == torch.float64
+    if HFBatchFeature is not None:
+        with pytest.raises(TypeError):
+            HFBatchFeature({"pair": bf["pair"]}).to("cpu")
+
+
+def test_to_updates_the_same_dict():
     torch = pytest.importorskip("torch")
     bf = BatchFeature({"x": torch.ones(1)})
-    with pytest.raises(TypeError, match="memory_format"):
-        bf.to(memory_format=torch.contiguous_format)
-    with pytest.raises(TypeError, match="device"):
-        bf.to("cpu", device="cpu")
-    with pytest.raises(TypeError, match="dtype"):
-        bf.to("cpu", torch.float16, dtype=torch.float16)
-    with pytest.raises(RuntimeError):
-        bf.to("not_a_device")
+    data = bf.data
+    bf.to(torch.float16)
+    assert bf.data is data and data["x"].dtype == torch.float16
 
 
 def test_to_int_device():
@@ -534,6 +678,9 @@ def test_to_int_device():
     assert BatchFeature({"x": tensor}, tensor_type="pt")["x"] is tensor
     bf.to("cuda:0")
     assert bf["pixel_values"] is tensor
+    bf.to("cpu", non_blocking=True)
+    torch.cuda.synchronize()
+    assert bf["pixel_values"].device.type == "cpu" and bf["mask"].device.type == "cpu"
 
 
 # --- Pickle and deepcopy ---
