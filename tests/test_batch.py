@@ -15,7 +15,6 @@ import pytest
 
 from fused_imgproc.batch import BatchFeature, TensorType
 
-
 try:
     from transformers import BatchFeature as HFBatchFeature
 except ImportError:  # pragma: no cover - transformers is a test dependency
@@ -85,7 +84,8 @@ def test_mapping_interface():
     bf = BatchFeature({"pixel_values": pixel_values, "image_sizes": sizes})
     assert bf["pixel_values"] is pixel_values
     assert list(bf.keys()) == ["pixel_values", "image_sizes"]
-    assert list(bf.values())[0] is pixel_values and list(bf.values())[1] is sizes
+    first, second = bf.values()
+    assert first is pixel_values and second is sizes
     assert dict(bf.items()) == {"pixel_values": pixel_values, "image_sizes": sizes}
     assert "pixel_values" in bf and "missing" not in bf
     assert len(bf) == 2
@@ -107,14 +107,14 @@ def test_attribute_access():
 def test_missing_attribute_raises_attribute_error_not_key_error():
     bf = BatchFeature({"pixel_values": np.zeros(1)})
     with pytest.raises(AttributeError, match="missing") as info:
-        bf.missing
+        _ = bf.missing
     assert not isinstance(info.value, KeyError)
     assert info.value.name == "missing"
     assert not hasattr(bf, "missing")
     assert getattr(bf, "missing", "default") == "default"
     if HFBatchFeature is not None:
         with pytest.raises(AttributeError):
-            HFBatchFeature({"x": 1}).missing
+            _ = HFBatchFeature({"x": 1}).missing
 
 
 def test_missing_and_integer_keys_raise_key_error():
@@ -131,9 +131,9 @@ def test_missing_and_integer_keys_raise_key_error():
 def test_getattr_without_data_does_not_recurse():
     bare = BatchFeature.__new__(BatchFeature)  # what pickle / deepcopy create before __setstate__
     with pytest.raises(AttributeError):
-        bare.data
+        _ = bare.data
     with pytest.raises(AttributeError):
-        bare.pixel_values
+        _ = bare.pixel_values
     assert not hasattr(bare, "__deepcopy__")
 
 
@@ -296,7 +296,7 @@ def test_module_imports_and_converts_to_numpy_without_torch():
         """
     )
     root = Path(__file__).resolve().parents[1]
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root)
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60, cwd=root)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
@@ -696,7 +696,7 @@ def test_roundtrip_numpy(roundtrip):
     assert out["pixel_values"] is not bf["pixel_values"]
     assert out.text == ["a"] and out.skip_tensor_conversion == ["text"]
     with pytest.raises(AttributeError):
-        out.missing
+        _ = out.missing
     out.convert_to_tensors("np")  # still usable after the round trip
     assert out.text == ["a"]
 
