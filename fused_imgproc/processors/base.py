@@ -77,8 +77,9 @@ class BaseImageProcessor(ImageProcessingMixin):
         default_to_square = kwargs.get("default_to_square", type(self).default_to_square)
         values = {}
         for key in CONFIG_KEYS + self.extra_config_keys:
-            value = kwargs.pop(key, None)
-            values[key] = value if value is not None else copy.deepcopy(getattr(type(self), key, None))
+            # An explicit None is kept (and saved as null), as transformers keeps it; only a missing key takes the
+            # class default.
+            values[key] = kwargs.pop(key) if key in kwargs else copy.deepcopy(getattr(type(self), key, None))
         values = self._standardize(values, default_to_square)
         super().__init__(**kwargs)
         for key, value in values.items():

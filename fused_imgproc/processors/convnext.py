@@ -37,7 +37,12 @@ class ConvNextImageProcessor(BaseImageProcessor):
         edge = size["shortest_edge"]
         if edge >= 384:
             return geometry.resized((edge, edge), resample)
-        crop_pct = _check_crop_pct(crop_pct if crop_pct is not None else 224 / 256)
+        if crop_pct is None:
+            raise TypeError(
+                f"crop_pct is None, but a shortest_edge of {edge} (< 384) resizes to shortest_edge / crop_pct: set "
+                "crop_pct (ConvNeXt's default is 224 / 256)"
+            )
+        crop_pct = _check_crop_pct(crop_pct)
         resized = geometry.resized(shortest_edge_size(*geometry.src_hw, int(edge / crop_pct)), resample)
         return resized.center_cropped((edge, edge))
 
