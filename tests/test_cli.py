@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import pytest
-from fake_hub import fake_hub  # noqa: F401  (a pytest fixture)
+from fake_hub import fake_hub, point_huggingface_hub_at  # noqa: F401  (fake_hub: a pytest fixture)
 
 from fused_imgproc import AutoImageProcessor, CLIPImageProcessor, cli
+from fused_imgproc.cli import bench as cli_bench
 from fused_imgproc.cli import preprocess as cli_preprocess
 from fused_imgproc.cli.files import SAMPLES_DIR
 
@@ -171,7 +176,8 @@ def test_more_images_than_one_batch(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(CLIPImageProcessor, "preprocess", spy)
     code, _, stderr = run(capsys, "preprocess", tmp_path / "in", "--batch-size", 2, "--out", tmp_path / "o.npz")
     assert code == 0
-    assert batches[1:] == [2, 2, 1]  # after the one-image check of the options: streamed in batches of 2
+    # The config's output-shape probe and the one-image check of the options, then streamed in batches of 2.
+    assert batches == [len(cli_preprocess.PROBE_SIZES), 1, 2, 2, 1]
     assert "5/5" in stderr  # the progress bar (more than one batch)
     monkeypatch.undo()
     pixel_values, listed = load_npz(tmp_path / "o.npz")
@@ -262,15 +268,71 @@ def test_config_from_fake_hub(mixed, tmp_path, capsys, fake_hub):  # noqa: F811
     assert code == 2 and "cannot load --config 'org/missing'" in stderr and not (tmp_path / "x.npz").exists()
 
 
-def test_config_without_fixed_size_is_an_error(mixed, tmp_path, capsys):
+@pytest.mark.parametrize("config", ["ViT warp", "ConvNeXt square crop", "crop only"])
+def test_config_without_center_crop_but_one_output_shape(mixed, tmp_path, capsys, config):
+    from fused_imgproc import ConvNextImageProcessor, ViTImageProcessor
+
+    root, paths = mixed
+    processor, shape = {
+        "ViT warp": (ViTImageProcessor(size={"height": 16, "width": 20}, do_convert_rgb=True), (3, 16, 20)),
+        "ConvNeXt square crop": (ConvNextImageProcessor(size={"shortest_edge": 32}, do_convert_rgb=True),
+                                 (3, 32, 32)),
+        "crop only": (CLIPImageProcessor(do_resize=False, crop_size=24), (3, 24, 24)),
+    }[config]
+    assert not processor.do_center_crop or config == "crop only"
+    processor.save_pretrained(tmp_path / "cfg")
+    out = tmp_path / "o.npz"
+    code, stdout, stderr = run(capsys, "preprocess", root, "--config", tmp_path / "cfg", "--out", out)
+    assert code == 0, stderr
+    pixel_values, listed = load_npz(out)
+    assert pixel_values.shape == (len(paths), *shape) and f"{(len(paths), *shape)}" in stdout
+    assert listed == [str(p) for p in paths] and np.array_equal(pixel_values, expected(paths, processor))
+
+
+@pytest.mark.parametrize("config", ["shortest edge", "max size", "no resize"])
+def test_config_whose_output_shape_varies_is_refused_before_reading(mixed, tmp_path, capsys, no_reading, config):
     root, _ = mixed
+    kwargs, reason = {
+        "shortest edge": ({"do_center_crop": False, "size": 16},
+                          "a shortest_edge resize without a center crop gives one shape per aspect ratio"),
+        "max size": ({"do_center_crop": False, "size": {"max_height": 16, "max_width": 16}},
+                     "a max_height/max_width resize without a center crop"),
+        "no resize": ({"do_center_crop": False, "do_resize": False}, "each image keeps its own size"),
+    }[config]
     (tmp_path / "cfg").mkdir()
-    CLIPImageProcessor(do_center_crop=False, size=16).save_pretrained(tmp_path / "cfg")
+    CLIPImageProcessor(**kwargs).save_pretrained(tmp_path / "cfg")
     out = tmp_path / "out" / "o.npz"
     out.parent.mkdir()
-    code, _, stderr = run(capsys, "preprocess", root, "--config", tmp_path / "cfg", "--out", out)
-    assert code == 2 and "no fixed output size" in stderr
+    code, stdout, stderr = run(capsys, "preprocess", root, "--config", tmp_path / "cfg", "--out", out)
+    assert code == 2 and stdout == "" and "Traceback" not in stderr
+    assert "fused-imgproc: error: this config gives pixel_values whose shape depends on the image" in stderr
+    assert reason in stderr and "a 24x40 image gives (3, " in stderr and "do_center_crop" in stderr
     assert list(out.parent.iterdir()) == []  # no output, no scratch file
+
+
+def test_config_that_cannot_preprocess_is_refused_before_reading(mixed, tmp_path, capsys, no_reading):
+    root, _ = mixed
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "preprocessor_config.json").write_text(json.dumps(
+        {"image_processor_type": "CLIPImageProcessor", "size": {"longest_edge": 16}, "do_center_crop": False}))
+    code, _, stderr = run(capsys, "preprocess", root, "--config", tmp_path / "cfg", "--out", tmp_path / "o.npz")
+    assert code == 2 and "fused-imgproc: error: cannot preprocess with this config: " in stderr
+    assert "longest_edge" in stderr and not (tmp_path / "o.npz").exists()
+
+
+def test_images_that_still_differ_in_shape_stop_the_run(tmp_path, capsys):
+    """A fixed geometry, but no RGB conversion and no normalize: an RGBA image gives 4 channels, not 3."""
+    from fused_imgproc import ViTImageProcessor
+
+    ViTImageProcessor(size={"height": 8, "width": 8}, do_normalize=False).save_pretrained(tmp_path / "cfg")
+    write_image(tmp_path / "in" / "a.png", (20, 30))
+    write_image(tmp_path / "in" / "b.png", (20, 30), "RGBA")
+    out = tmp_path / "out" / "o.npz"
+    out.parent.mkdir()
+    code, _, stderr = run(capsys, "preprocess", tmp_path / "in", "--config", tmp_path / "cfg", "--batch-size", 1,
+                          "--out", out)
+    assert code == 2 and "gives pixel_values of shape (4, 8, 8), earlier images (3, 8, 8)" in stderr
+    assert "do_convert_rgb" in stderr and list(out.parent.iterdir()) == []
 
 
 def test_triton_backend_through_the_interpreter(mixed, tmp_path, capsys):
@@ -337,14 +399,90 @@ def test_usage_errors(tmp_path, capsys, no_reading):
     assert run(capsys, "--help")[0] == 0
 
 
-def test_unavailable_backend_is_a_clear_error(mixed, tmp_path, capsys, no_reading):
-    torch = pytest.importorskip("torch")
-    if torch.cuda.is_available():
-        pytest.skip("a GPU is available here")
+def test_device_is_checked_up_front(mixed, tmp_path, capsys, no_reading):
     root, _ = mixed
-    code, _, stderr = run(capsys, "preprocess", root, "--device", "cuda", "--out", tmp_path / "o.pt")
-    assert code == 2 and "fused-imgproc: error: cannot preprocess with --backend triton --device cuda" in stderr
+    for device in ("gpu", "cuda:x", "cpu:0"):
+        code, _, stderr = run(capsys, "preprocess", root, "--device", device, "--out", tmp_path / "o.npz")
+        error = stderr.strip().splitlines()[-1]
+        assert code == 2 and f"argument --device: expected cpu, cuda or cuda:N (N: a GPU index), got {device!r}" in error
     assert leftovers(tmp_path, "images") == []
+
+
+@pytest.mark.parametrize("case", ["no GPU", "no torch", "GPU index", "numpy backend"])
+def test_unavailable_device_names_the_device_and_suggests_cpu(mixed, tmp_path, capsys, monkeypatch, no_reading, case):
+    root, _ = mixed
+    device, message = {
+        "no GPU": ("cuda", "--device cuda: no CUDA GPU is available (torch "),
+        "no torch": ("cuda:0", "--device cuda:0 needs torch with CUDA, which is not installed"),
+        "GPU index": ("cuda:3", "--device cuda:3: this machine has 1 CUDA GPU(s), cuda:0 to cuda:0"),
+        "numpy backend": ("cuda", "--backend numpy runs on the CPU, not on --device cuda: use --device cpu"),
+    }[case]
+    if case == "no torch":
+        monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    elif case != "numpy backend":
+        torch = pytest.importorskip("torch")
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: case == "GPU index")
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    extra = ["--backend", "numpy"] if case == "numpy backend" else []
+    code, stdout, stderr = run(capsys, "preprocess", root, "--device", device, *extra, "--out", tmp_path / "o.npz")
+    assert code == 2 and stdout == "" and stderr.startswith(f"fused-imgproc: error: {message}")
+    assert "--device cpu" in stderr or case == "GPU index"
+    assert "--backend triton" not in stderr and leftovers(tmp_path, "images") == []
+
+
+@pytest.mark.parametrize("value", ["./no_such_folder", "no/such/folder", "missing.json", "~/no_such_folder"])
+def test_missing_local_config_is_not_a_repo_id(mixed, tmp_path, capsys, monkeypatch, no_reading, fake_hub, value):  # noqa: F811
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    root, _ = mixed
+    code, _, stderr = run(capsys, "preprocess", root, "--config", value, "--out", tmp_path / "o.npz")
+    assert code == 2 and stderr == f"fused-imgproc: error: --config {value!r}: no such file or folder\n"
+    assert fake_hub.requests == [] and not (tmp_path / "o.npz").exists()  # never asked the Hub
+
+
+def test_unreachable_hub_hints_at_offline_mode(mixed, tmp_path, capsys, monkeypatch, no_reading):
+    from huggingface_hub.utils import close_session
+
+    root, _ = mixed
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound but never listening: every connection is refused
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "tokens").mkdir()
+    point_huggingface_hub_at(monkeypatch, f"http://127.0.0.1:{closed.getsockname()[1]}", str(tmp_path / "cache"),
+                             str(tmp_path / "tokens"))
+    sleeps = []
+    monkeypatch.setattr(time, "sleep", sleeps.append)  # huggingface_hub's retries, without their waits
+    try:
+        code, stdout, stderr = run(capsys, "preprocess", root, "--config", "org/model", "--out", tmp_path / "o.npz")
+    finally:
+        closed.close()
+        close_session()
+    assert code == 2 and stdout == "" and sleeps  # huggingface_hub did retry
+    assert stderr.count("fused-imgproc: the Hub does not answer; huggingface_hub retries") == 1
+    error = stderr.strip().splitlines()[-1]
+    assert error.startswith("fused-imgproc: error: cannot load --config 'org/model': ")
+    assert "no network? set HF_HUB_OFFLINE=1" in error and "local folder" in error
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_offline_mode_without_the_config_in_cache(mixed, tmp_path, capsys, monkeypatch, no_reading, fake_hub):  # noqa: F811
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    root, _ = mixed
+    code, _, stderr = run(capsys, "preprocess", root, "--config", "org/model", "--out", tmp_path / "o.npz")
+    assert code == 2 and "cannot load --config 'org/model'" in stderr
+    assert "HF_HUB_OFFLINE is set, so only the local cache is read" in stderr and fake_hub.requests == []
+
+
+@pytest.mark.parametrize("argv", [["preprocess", "--samples", "--dtyp", "float16"], ["preprocess", "--sample"],
+                                  ["bench", "--repe", "1"], ["--vers"]])
+def test_option_abbreviations_are_refused(tmp_path, capsys, no_reading, argv):
+    extra = ["--out", tmp_path / "o.npz"] if argv[0] == "preprocess" else []
+    code, stdout, stderr = run(capsys, *argv, *extra)
+    assert code == 2 and stdout == "" and not (tmp_path / "o.npz").exists()
+    assert f"unrecognized arguments: {argv[-2] if argv[-1] in ('float16', '1') else argv[-1]}" in stderr or (
+        argv == ["--vers"] and "required: COMMAND" in stderr)
 
 
 # --- info and bench ------------------------------------------------------------------------------------------
@@ -369,7 +507,86 @@ def test_bench_with_plot(tmp_path, capsys):
         assert image.format == "PNG" and image.width > 100 and image.height > 50
 
 
-def test_bench_errors(tmp_path, capsys):
+def test_bench_errors(tmp_path, capsys, monkeypatch):
     assert run(capsys, "bench", "--size", "big")[0] == 2
-    code, _, stderr = run(capsys, "bench", "--no-transformers", "--repeat", 1, "--plot", tmp_path / "no" / "b.png")
-    assert code == 2 and "cannot write --plot" in stderr
+    monkeypatch.setattr(cli_bench, "time_all", lambda *args: pytest.fail("timed although --plot was refused"))
+    for plot, message in [(tmp_path / "no" / "b.png", "its folder does not exist"),
+                          (tmp_path / "b.svg", ".png, .jpg, .jpeg, .webp"), (tmp_path / "b", "(it has none)")]:
+        code, stdout, stderr = run(capsys, "bench", "--no-transformers", "--repeat", 1, "--plot", plot)
+        assert code == 2 and stdout == "" and stderr.startswith(f"fused-imgproc: error: cannot write --plot {str(plot)!r}")
+        assert message in stderr
+    assert leftovers(tmp_path, "") == []
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".JPEG", ".webp", ".bmp"])
+def test_bench_plot_is_written_in_the_format_its_extension_names(tmp_path, capsys, suffix):
+    plot = tmp_path / f"bench{suffix}"
+    code, _, _ = run(capsys, "bench", "--size", "20x30", "--batch-size", 1, "--repeat", 1, "--no-transformers",
+                     "--plot", plot)
+    assert code == 0
+    with PIL.Image.open(plot) as image:
+        assert image.format == {".jpg": "JPEG", ".JPEG": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}[suffix]
+        assert image.mode == "RGB" and image.width >= 900
+
+
+def test_bench_chart_names_the_machine_the_batch_and_what_was_not_timed(tmp_path, capsys, monkeypatch):
+    from PIL import ImageDraw
+
+    drawn, draw_text = [], ImageDraw.ImageDraw.text
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", lambda self, xy, text, *a, **k: (drawn.append(text),
+                                                                                     draw_text(self, xy, text, *a, **k)))
+    code, stdout, _ = run(capsys, "bench", "--size", "40x30", "--batch-size", 2, "--repeat", 1, "--no-transformers",
+                          "--plot", tmp_path / "b.png")
+    assert code == 0
+    title, batch, machine, missing = drawn[:4]
+    assert "ms per image" in title and "lower is better" in title
+    assert batch == "batch: 2 random 40x30 uint8 RGB images; median of 1 run(s)"
+    assert machine.startswith("machine: ") and f"({os.cpu_count()} CPUs), GPU: " in machine
+    assert missing.startswith("not timed: ") and "transformers: skipped (--no-transformers)" in missing
+    if "fused_imgproc triton" not in stdout:  # no GPU here: the chart says why triton is missing
+        assert "triton: " in missing
+    assert "fused_imgproc numpy (CPU)" in drawn
+    assert "lower is better" in stdout and machine in stdout.splitlines()  # the table names the machine too
+
+
+# --- a closed stdout (`fused-imgproc bench | head -1`) ------------------------------------------------------
+
+
+class ClosedPipe:
+    """A stdout whose reader has gone."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def fileno(self):
+        raise OSError("not a real file")
+
+
+@pytest.mark.parametrize("command", ["info", "bench", "preprocess"])
+def test_closed_stdout_ends_quietly(tmp_path, capsys, monkeypatch, command):
+    argv = {"info": ["info"], "bench": ["bench", "--size", "20x20", "--batch-size", 1, "--repeat", 1,
+                                        "--no-transformers"],
+            "preprocess": ["preprocess", "--samples", "--out", tmp_path / "o.npz"]}[command]
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    code = cli.main([str(a) for a in argv])
+    assert not isinstance(sys.stdout, ClosedPipe)
+    sys.stdout.write("dropped quietly\n")  # stdout now goes to the null device
+    sys.stdout.close()
+    assert code == 141
+    assert capsys.readouterr().err == ""
+    if command == "preprocess":
+        assert load_npz(tmp_path / "o.npz")[0].shape == (7, 3, 224, 224)  # the work was done before the summary
+
+
+def test_closed_stdout_in_a_real_pipe():
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `| head -0` would
+    try:
+        done = subprocess.run([sys.executable, "-m", "fused_imgproc", "info"], stdout=write_end,
+                              stderr=subprocess.PIPE, timeout=120, check=False)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141 and done.stderr == b""

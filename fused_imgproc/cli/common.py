@@ -1,5 +1,5 @@
-"""Helpers shared by the `fused-imgproc` subcommands: the user-error type, argument types, versions, the Triton
-backend's status, loading the processor, and turning `pixel_values` into host arrays."""
+"""Helpers shared by the `fused-imgproc` subcommands: the user-error type, argument types, versions, the machine,
+the Triton backend's status, and turning `pixel_values` into host arrays."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import argparse
 import importlib.metadata
 import importlib.util
 import os
+import platform
+import re
 
 import numpy as np
 
 PROG = "fused-imgproc"
-DEFAULT_CONFIG = "CLIPImageProcessor (bundled default CLIP config: shortest edge 224, bicubic, center crop 224)"
+DEVICE_FORMS = "cpu, cuda or cuda:N"
 
 
 class CLIError(Exception):
@@ -27,6 +29,13 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def device_name(text: str) -> str:
+    """argparse type of `--device`: `cpu`, `cuda` or `cuda:N` (whether that GPU exists is checked later)."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected {DEVICE_FORMS} (N: a GPU index), got {text!r}")
+    return text
 
 
 def version_of(distribution: str) -> str:
@@ -53,17 +62,21 @@ def triton_status() -> tuple[bool, str, str | None]:
     return True, f"available on {gpu} (device='cuda')", gpu
 
 
-def load_processor(config: str | None):
-    """`(processor, a description of where its config came from)`; `None` gives the bundled CLIP defaults."""
-    from ..processors import AutoImageProcessor, CLIPImageProcessor
-
-    if config is None:
-        return CLIPImageProcessor(), DEFAULT_CONFIG
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what `platform` knows."""
     try:
-        processor = AutoImageProcessor.from_pretrained(config)
-    except (OSError, ValueError, TypeError) as error:
-        raise CLIError(f"cannot load --config {config!r}: {error}") from None
-    return processor, f"{type(processor).__name__} from {config}"
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_description(gpu: str | None) -> str:
+    """One line naming this machine: CPU model, CPU count, GPU."""
+    return f"{cpu_model()} ({os.cpu_count()} CPUs), GPU: {gpu or 'none'}"
 
 
 def to_numpy(values) -> np.ndarray:

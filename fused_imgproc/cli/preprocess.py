@@ -11,7 +11,7 @@ import numpy as np
 import PIL.Image
 
 from ..backends import BackendUnavailableError
-from .common import PROG, CLIError, load_processor, positive_int, to_numpy
+from .common import PROG, CLIError, device_name, positive_int, to_numpy
 from .files import (
     IMAGE_EXTENSIONS,
     OUTPUT_FORMATS,
@@ -22,8 +22,10 @@ from .files import (
     load_image,
     sample_paths,
 )
+from .loading import load_processor
 
 DTYPES = ("float32", "float16", "bfloat16", "float64")
+PROBE_SIZES = ((24, 40), (40, 24), (31, 31))  # (height, width): landscape, portrait, square
 
 
 def add_preprocess_arguments(p) -> None:
@@ -36,10 +38,11 @@ def add_preprocess_arguments(p) -> None:
     p.add_argument("--samples", action="store_true", help=f"add the bundled sample images ({SAMPLES_DIR})")
     p.add_argument("--config", metavar="REPO_OR_PATH",
                    help="preprocessor config: a Hub repo id, a folder or a preprocessor_config.json "
-                   "(default: the bundled CLIP defaults, no network)")
+                   "(default: the bundled CLIP defaults, no network); it must give every image the same output "
+                   "shape (a center crop, or a fixed height x width resize)")
     p.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
                    help="images decoded and preprocessed at a time (default 32); memory grows with it")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    p.add_argument("--device", default="cpu", type=device_name, help="cpu (default), cuda or cuda:N")
     p.add_argument("--dtype", default="float32", choices=DTYPES,
                    help="output dtype (default float32; bfloat16 needs torch and .safetensors or .pt)")
     p.add_argument("--backend", default="auto", choices=("auto", "numpy", "triton"),
@@ -55,6 +58,60 @@ def as_float32(values: np.ndarray, dtype: str) -> np.ndarray:
     return values
 
 
+def check_device(device: str, backend: str) -> None:
+    """`--device` (already of the form cpu/cuda/cuda:N) names a device this machine has, for `--backend`."""
+    if device == "cpu":
+        return
+    if backend == "numpy":
+        raise CLIError(f"--backend numpy runs on the CPU, not on --device {device}: use --device cpu, or "
+                       "--backend auto (or triton) for the GPU")
+    try:
+        import torch
+    except ImportError:
+        raise CLIError(f"--device {device} needs torch with CUDA, which is not installed (pip install "
+                       "'fused-imgproc[gpu]'); or use --device cpu") from None
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise CLIError(f"--device {device}: no CUDA GPU is available (torch {torch.__version__} sees none); "
+                       "use --device cpu")
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        raise CLIError(f"--device {device}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+
+
+def output_shape(processor) -> tuple[int, ...]:
+    """The (C, H, W) every image gets with this config, or `CLIError` when it depends on the image.
+
+    The processor answers, on blank RGB images of the shapes in `PROBE_SIZES` run through the numpy backend (the
+    geometry is the same on every backend), before any input is read.
+    """
+    probes = [PIL.Image.new("RGB", (width, height), (10, 20, 30)) for height, width in PROBE_SIZES]
+    try:
+        values = processor(probes, backend="numpy", device="cpu").pixel_values
+    except (ValueError, TypeError, ImportError) as error:
+        raise CLIError(f"cannot preprocess with this config: {describe_error(error)}") from None
+    shapes = [tuple(v.shape) for v in values]
+    if len(set(shapes)) > 1:
+        examples = ", ".join(f"a {h}x{w} image gives {shape}" for (h, w), shape in zip(PROBE_SIZES, shapes))
+        raise CLIError(
+            f"this config gives pixel_values whose shape depends on the image: {_why_shapes_differ(processor)} "
+            f"({examples}), so the images cannot be stacked into one array. Use a config with a center crop "
+            "(do_center_crop with crop_size) or a fixed {\"height\": H, \"width\": W} resize"
+        )
+    return shapes[0]
+
+
+def _why_shapes_differ(processor) -> str:
+    size = getattr(processor, "size", None) or {}
+    if not getattr(processor, "do_resize", None):
+        return "with no resize and no center crop, each image keeps its own size"
+    for key, name in (("shortest_edge", "shortest_edge"), ("longest_edge", "longest_edge"),
+                      ("max_height", "max_height/max_width")):
+        if key in size:
+            return f"a {name} resize without a center crop gives one shape per aspect ratio"
+    return f"do_resize={processor.do_resize}, size={size}, do_center_crop={getattr(processor, 'do_center_crop', None)}"
+
+
 class Preprocessor:
     """Runs the processor on one batch with the command's options and returns host arrays."""
 
@@ -62,6 +119,8 @@ class Preprocessor:
         self.processor = processor
         self.dtype, self.device = args.dtype, args.device
         self.backend = args.backend
+        self.options = f"--device {self.device} --dtype {self.dtype}" + (
+            f" --backend {self.backend}" if self.backend != "auto" else "")
         if self.backend == "auto":
             self.backend = "numpy" if args.device.split(":")[0] == "cpu" else "triton"
         needs_torch = self.backend == "triton" or self.dtype == "bfloat16"
@@ -81,8 +140,7 @@ class Preprocessor:
         try:
             self([PIL.Image.new("RGB", (8, 8), (10, 20, 30))])
         except (BackendUnavailableError, ValueError, TypeError, ImportError, RuntimeError) as error:
-            raise CLIError(f"cannot preprocess with --backend {self.backend} --device {self.device} "
-                           f"--dtype {self.dtype}: {error}") from None
+            raise CLIError(f"cannot preprocess with {self.options}: {error}") from None
         self.seconds = 0.0
 
 
@@ -134,7 +192,9 @@ def preprocess_command(args) -> int:
 
 def _preprocess(args, inputs: list[str], writer: OutputWriter) -> int:
     start = time.perf_counter()
+    check_device(args.device, args.backend)
     processor, config_text = load_processor(args.config)
+    output_shape(processor)
     run = Preprocessor(processor, args)
     run.check()
     paths, problems = expand_inputs(inputs)
@@ -168,8 +228,8 @@ def _preprocess(args, inputs: list[str], writer: OutputWriter) -> int:
                 if writer.item_shape is not None and rows.shape[1:] != writer.item_shape:
                     raise CLIError(
                         f"{chunk_names[0]} gives pixel_values of shape {rows.shape[1:]}, earlier images "
-                        f"{writer.item_shape}: this config has no fixed output size (no center crop?), so the "
-                        "images cannot be stacked into one array"
+                        f"{writer.item_shape}: the images cannot be stacked into one array (a different number "
+                        "of channels? a config with do_convert_rgb makes every image RGB)"
                     )
                 writer.append(rows)
                 done.extend(chunk_names)
