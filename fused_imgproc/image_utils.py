@@ -5,13 +5,19 @@ Mirrors the parts of ``transformers.image_utils`` that preprocessing needs, with
 
 from __future__ import annotations
 
+import base64
 import enum
+import io
+import os
 import sys
+import urllib.parse
+import urllib.request
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 
 PILImageResampling = PIL.Image.Resampling
 
@@ -187,6 +193,51 @@ def to_numpy(image: Any) -> np.ndarray:
             image = image.float()
         return image.detach().numpy()
     raise TypeError(f"Expected a numpy array or a torch tensor, got {_describe(image)}")
+
+
+def load_image(image: str | PIL.Image.Image, timeout: float | None = None) -> PIL.Image.Image:
+    """Loads an image as an RGB PIL image with its EXIF orientation applied (transformers' `load_image`).
+
+    Args:
+        image (`str` or `PIL.Image.Image`):
+            A local path, a `file://` URL, an `http://`/`https://` URL (fetched through huggingface_hub's HTTP session,
+            so its proxy and header settings apply), a `data:image/...;base64,` URI or a bare base64 string; or a PIL
+            image.
+        timeout (`float`, *optional*):
+            Timeout of a URL request, in seconds.
+    """
+    if isinstance(image, str):
+        if image.startswith(("http://", "https://")):
+            from huggingface_hub import get_session
+
+            response = get_session().get(image, timeout=timeout, follow_redirects=True)
+            response.raise_for_status()
+            image = PIL.Image.open(io.BytesIO(response.content))
+        elif image.startswith("file://"):
+            path = urllib.request.url2pathname(urllib.parse.urlparse(image).path)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"No such image file: {path!r} (from {image!r})")
+            image = PIL.Image.open(path)
+        elif os.path.isfile(image):
+            image = PIL.Image.open(image)
+        else:
+            data = image.split(",", 1)[1] if image.startswith("data:image/") and "," in image else image
+            try:
+                image = PIL.Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+            except Exception as error:  # noqa: BLE001 (any decoding failure means the string was not an image)
+                shown = image if len(image) <= 80 else image[:77] + "..."
+                raise ValueError(
+                    "Incorrect image source. Must be a valid URL starting with `http://` or `https://`, a `file://` "
+                    f"URL, a valid path to an image file, or a base64 encoded string. Got {shown!r}. Failed with "
+                    f"{error}"
+                ) from None
+    elif not isinstance(image, PIL.Image.Image):
+        raise TypeError(
+            "Incorrect format used for image. Should be an url linking to an image, a base64 string, a local path, "
+            f"or a PIL image; got {type(image).__name__}."
+        )
+    image = PIL.ImageOps.exif_transpose(image)
+    return image.convert("RGB")
 
 
 def is_iterable_of_numbers(value: Any) -> bool:

@@ -24,6 +24,7 @@ from ..image_utils import (
 )
 from ..plan import BatchPlan, ImagePlan, classify_source, make_value_map
 from ..transforms import get_size_dict
+from .methods import ImageOpsMixin
 
 logger = logging.getLogger("fused_imgproc")
 
@@ -45,7 +46,7 @@ BACKENDS = ("auto", "numpy", "triton")
 _warned_kwargs: set[tuple[str, str]] = set()
 
 
-class BaseImageProcessor(ImageProcessingMixin):
+class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
     r"""
     Base class of the image processors: resize -> center crop -> rescale -> normalize -> layout, for a batch.
 

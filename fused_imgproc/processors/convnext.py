@@ -17,6 +17,16 @@ def _check_crop_pct(crop_pct) -> float:
     return float(crop_pct)
 
 
+def _check_resample_argument(resample) -> None:
+    """transformers 4.x ordered these families' resize arguments (size, crop_pct, resample); 5.x, like us, orders
+    them (size, resample, crop_pct). A float where the filter goes is a 4.x-style call: say so instead of guessing."""
+    if isinstance(resample, float):
+        raise TypeError(
+            f"resample must be a PILImageResampling value (an int), got {resample!r}: resize's arguments are (image, "
+            "size, resample, crop_pct), as in transformers 5; pass crop_pct by keyword"
+        )
+
+
 class ConvNextImageProcessor(BaseImageProcessor):
     """ConvNeXt: below 384, resize the shortest edge to `int(se / crop_pct)` and crop se x se; else warp."""
 
@@ -30,6 +40,24 @@ class ConvNextImageProcessor(BaseImageProcessor):
     do_rescale = True
     do_normalize = True
     crop_pct = 224 / 256
+
+    def resize(self, image, size, resample=None, crop_pct=224 / 256, data_format=None, input_data_format=None,
+               **kwargs):
+        r"""
+        ConvNeXt's resize: below 384, the shortest edge to `int(shortest_edge / crop_pct)`, then a center crop to
+        `shortest_edge` x `shortest_edge`; from 384, a warp to `shortest_edge` x `shortest_edge`.
+
+        Args:
+            image (`np.ndarray` or `PIL.Image.Image`): The image to resize.
+            size (`dict[str, int]`): `{"shortest_edge": int}`.
+            resample (`PILImageResampling`, *optional*, defaults to `PILImageResampling.BILINEAR`): The Pillow filter.
+            crop_pct (`float`, *optional*, defaults to `224 / 256`): As in transformers 5 (not `self.crop_pct`).
+            data_format (`ChannelDimension` or `str`, *optional*): Layout of the output; the input's when not given.
+            input_data_format (`ChannelDimension` or `str`, *optional*): Layout of `image`; inferred when not given.
+        """
+        _check_resample_argument(resample)
+        return self._resize_image(image, size, resample, data_format, input_data_format, kwargs.get("reducing_gap"),
+                                  crop_pct=crop_pct)
 
     def _resize_geometry(self, geometry: ImageGeometry, size: dict, resample: int, crop_pct=None, **_) -> ImageGeometry:
         if not size.get("shortest_edge"):
@@ -85,6 +113,23 @@ class PoolFormerImageProcessor(BaseImageProcessor):
     do_center_crop = True
     do_rescale = True
     do_normalize = True
+
+    def resize(self, image, size, resample=None, crop_pct=None, data_format=None, input_data_format=None, **kwargs):
+        r"""
+        PoolFormer's resize: with `crop_pct`, the size is first scaled by `1 / crop_pct` (a square or a shortest edge
+        keeps the aspect ratio); without it, the standard resize.
+
+        Args:
+            image (`np.ndarray` or `PIL.Image.Image`): The image to resize.
+            size (`dict[str, int]`): `{"shortest_edge"}` or `{"height", "width"}`.
+            resample (`PILImageResampling`, *optional*, defaults to `PILImageResampling.BILINEAR`): The Pillow filter.
+            crop_pct (`float`, *optional*): The scale; `None` resizes to `size` itself.
+            data_format (`ChannelDimension` or `str`, *optional*): Layout of the output; the input's when not given.
+            input_data_format (`ChannelDimension` or `str`, *optional*): Layout of `image`; inferred when not given.
+        """
+        _check_resample_argument(resample)
+        return self._resize_image(image, size, resample, data_format, input_data_format, kwargs.get("reducing_gap"),
+                                  crop_pct=crop_pct)
 
     def _resize_geometry(self, geometry: ImageGeometry, size: dict, resample: int, crop_pct=None, **_) -> ImageGeometry:
         if crop_pct is None:
