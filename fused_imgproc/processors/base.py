@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
 import math
 import numbers
+import sys
 from typing import Any
 
 import numpy as np
@@ -43,6 +45,11 @@ CONFIG_KEYS = (
 )
 _BOOL_KEYS = ("do_convert_rgb", "do_resize", "do_center_crop", "do_rescale", "do_normalize")
 BACKENDS = ("auto", "numpy", "triton")
+# transformers 5.x's backend names. Ours are bit-exact with its PIL backend, so "pil" (the CPU reference) is our numpy
+# backend and "torchvision" (its fast backend, on the GPU with `device=`) is "auto": Triton on a GPU, numpy on the CPU.
+BACKEND_ALIASES = {"pil": "numpy", "torchvision": "auto"}
+# Keyword arguments that choose a backend when a processor is built or loaded; never saved to the config.
+_BACKEND_KWARGS = ("backend", "use_fast")
 _warned_kwargs: set[tuple[str, str]] = set()
 
 
@@ -72,9 +79,10 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls._init_kwargs = CONFIG_KEYS + cls.extra_config_keys
+        cls._init_kwargs = CONFIG_KEYS + cls.extra_config_keys + _BACKEND_KWARGS
 
     def __init__(self, **kwargs):
+        default_backend = _default_backend(kwargs.pop("backend", None), kwargs.pop("use_fast", None))
         default_to_square = kwargs.get("default_to_square", type(self).default_to_square)
         values = {}
         for key in CONFIG_KEYS + self.extra_config_keys:
@@ -85,6 +93,12 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
         super().__init__(**kwargs)
         for key, value in values.items():
             setattr(self, key, value)
+        self._backend = default_backend
+
+    @property
+    def backend(self) -> str:
+        """`str`: the backend a call uses when it does not name one (`"auto"` unless chosen when built or loaded)."""
+        return getattr(self, "_backend", "auto")
 
     # --- configuration ---------------------------------------------------------------------------------------
 
@@ -190,16 +204,18 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
                 Output dtype: float32, float16, float64, or bfloat16 (with `return_tensors="pt"`).
             device (`str` or `torch.device`, *optional*, defaults to the CPU):
                 Where `pixel_values` is computed and returned. `"cuda"` runs the Triton backend.
-            backend (`str`, *optional*, defaults to `"auto"`):
+            backend (`str`, *optional*, defaults to `self.backend`, `"auto"` unless chosen when built or loaded):
                 `"numpy"` (CPU), `"triton"` (the fused kernel: a CUDA device, or the CPU under `TRITON_INTERPRET=1`),
-                or `"auto"` (Triton for a CUDA device, numpy otherwise). Never falls back silently.
+                or `"auto"` (Triton for a CUDA device, numpy otherwise). Never falls back silently. transformers 5.x's
+                names work too: `"pil"` is `"numpy"`, `"torchvision"` is `"auto"` (both are bit-exact with the PIL
+                reference).
             out (`torch.Tensor`, *optional*):
                 A contiguous tensor of the result's shape, dtype and device (Triton backend, `return_tensors="pt"`)
                 to write `pixel_values` into, e.g. a server's fixed model-input buffer.
         """
-        backend = _select_backend(backend, device)
+        backend = _select_backend(backend if backend is not None else self.backend, device)
         if return_tensors is not None:
-            TensorType(return_tensors)  # an unknown type fails here, before any pixel work
+            _require_framework(TensorType(return_tensors))  # an unknown or missing one fails before any pixel work
         if out is not None:
             if backend != "triton":
                 raise ValueError("out= is supported by the Triton backend (backend='triton' or a CUDA device)")
@@ -329,24 +345,60 @@ def _validate_settings(s: dict) -> None:
         raise ValueError("`size` and `resample` must be specified if `do_resize` is `True`.")
 
 
+def _default_backend(backend, use_fast) -> str:
+    """A processor's default backend from the `backend=`/`use_fast=` given when it is built or loaded (as
+    transformers 5.x's `AutoImageProcessor.from_pretrained` takes them): `use_fast=True` is `"torchvision"`,
+    `use_fast=False` is `"pil"`; an explicit `backend` wins."""
+    if use_fast is not None and not isinstance(use_fast, (bool, np.bool_)):
+        raise TypeError(f"use_fast must be a bool, got {use_fast!r}")
+    if backend is None:
+        backend = "auto" if use_fast is None else ("torchvision" if use_fast else "pil")
+    _check_backend_name(backend)
+    return backend
+
+
+def _check_backend_name(backend) -> None:
+    if not isinstance(backend, str) or (backend not in BACKENDS and backend not in BACKEND_ALIASES):
+        raise ValueError(f"backend must be one of {list(BACKENDS) + list(BACKEND_ALIASES)}, got {backend!r}")
+
+
 def _select_backend(backend, device) -> str:
     """`"numpy"` or `"triton"` for the arguments, or `BackendUnavailableError`; never a silent fallback."""
     if backend is None:
         backend = "auto"
-    if not isinstance(backend, str) or backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    _check_backend_name(backend)
+    given, backend = backend, BACKEND_ALIASES.get(backend, backend)
     device_type = _device_type(device)
     if backend == "auto":
         backend = "numpy" if device_type == "cpu" else "triton"
     if backend == "numpy" and device_type != "cpu":
+        named = "backend='numpy'" if given == "numpy" else f"backend={given!r} (the numpy backend)"
         raise BackendUnavailableError(
-            f"backend='numpy' runs on the CPU, not on device={device!r}: use backend='triton' (or 'auto')"
+            f"{named} runs on the CPU, not on device={device!r}: use backend='triton' (or 'auto')"
         )
     if backend == "triton":
         _triton_backend()
         if device_type not in ("cpu", "cuda"):
             raise BackendUnavailableError(f"backend='triton' runs on 'cuda' devices, not on device={device!r}")
     return backend
+
+
+_FRAMEWORK_MODULES = {TensorType.PYTORCH: "torch", TensorType.JAX: "jax", TensorType.TENSORFLOW: "tensorflow"}
+
+
+def _require_framework(tensor_type: TensorType) -> None:
+    """`ImportError` naming the install command when `return_tensors` asks for a framework that is not installed."""
+    module = _FRAMEWORK_MODULES.get(tensor_type)
+    if module is None or sys.modules.get(module) is not None:
+        return
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        hint = "pip install torch (a CPU-only build is enough)" if module == "torch" else f"pip install {module}"
+        raise ImportError(
+            f"return_tensors={tensor_type.value!r} needs {module}, which is not installed ({error}): {hint}, or use "
+            "return_tensors='np'"
+        ) from None
 
 
 def _triton_backend():

@@ -36,7 +36,8 @@ _NUMPY_PAD_MODES = ("constant", "edge", "linear_ramp", "maximum", "mean", "media
 class ImageOpsMixin:
     """Per-image methods of every processor (mixed into `BaseImageProcessor`)."""
 
-    def rescale(self, image: np.ndarray, scale: float, data_format=None, input_data_format=None, **kwargs) -> np.ndarray:
+    def rescale(self, image: np.ndarray, scale: float, data_format=None, input_data_format=None,
+                **kwargs) -> np.ndarray:
         r"""
         `image * scale`, the product taken in float64 and cast to `dtype` (float32 unless `dtype=` is given).
 
