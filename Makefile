@@ -17,7 +17,8 @@ $(VENV)/.core: pyproject.toml | $(VENV)/bin/python
 	touch $@
 
 # Test extra. torch is pinned to the CPU build first, so nothing pulls CUDA packages; triton is pinned to the
-# version SPEC.md's traps were checked with. Without a GPU the kernel tests run through the Triton interpreter.
+# version the interpreter traps of docs/BEHAVIOUR.md section 10 were checked with. Without a GPU the kernel tests
+# run through the Triton interpreter.
 $(VENV)/.test: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q torch==2.13.0 triton==3.9.0
 	$(PIP) install -q -e ".[test]"

@@ -23,7 +23,7 @@ from .image_utils import rescale_for_pil_conversion
 
 @dataclass(frozen=True)
 class ValueMap:
-    """rescale then normalize, with the reference's exact arithmetic (SPEC section 5).
+    """rescale then normalize, with the reference's exact arithmetic (docs/BEHAVIOUR.md section 5).
 
     `apply(x, c)` maps values of channel `c` exactly as transformers' `rescale` then `normalize` do: the rescale is
     `float32(float64(x) * scale)`, the normalize is `(x - mean_c) / std_c` in the dtype of `x` (float32 after a

@@ -1,4 +1,4 @@
-"""Pillow's 8-bit resampling, as data: the per-axis coefficient tables and the pass order (SPEC section 7).
+"""Pillow's 8-bit resampling, as data: the per-axis coefficient tables and the pass order (docs/BEHAVIOUR.md section 7).
 
 The GPU resize executes these tables; this module computes them exactly as Pillow's `Resample.c` does
 (`precompute_coeffs` in float64, then `normalize_coeffs_8bpc` to 22-bit fixed point) and also has a numpy
@@ -141,7 +141,8 @@ def _frozen(in_size, out_size, first, count, coef) -> AxisCoefficients:
 
 
 def vertical_first(in_hw: tuple[int, int], out_hw: tuple[int, int]) -> bool:
-    """Pass order of the installed Pillow when both axes change (SPEC section 7; see `tests/test_resample.py`)."""
+    """Pass order of the installed Pillow when both axes change (docs/BEHAVIOUR.md section 7; see
+    `tests/test_resample.py`)."""
     (h_in, w_in), (h_out, w_out) = in_hw, out_hw
     if _PILLOW_MAJOR < 13:
         return False

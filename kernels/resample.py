@@ -1,4 +1,4 @@
-"""One pass of Pillow's 8-bit resampling along one axis, for a ragged batch in one launch (SPEC section 7).
+"""One pass of Pillow's 8-bit resampling along one axis, for a ragged batch in one launch (docs/BEHAVIOUR.md section 7).
 
 Import this module only after deciding on `TRITON_INTERPRET`.
 

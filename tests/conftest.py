@@ -1,5 +1,5 @@
-"""Test modes (DESIGN.md): with a CUDA GPU the Triton tests run on it; without one they run the same kernels
-through the Triton interpreter on CPU tensors. TRITON_INTERPRET must be set before any kernel module is imported,
+"""Test modes (docs/BEHAVIOUR.md section 10): with a CUDA GPU the Triton tests run on it; without one they run the
+same kernels through the Triton interpreter on CPU tensors. TRITON_INTERPRET must be set before any kernel module is imported,
 so it is decided here, before the test modules are collected."""
 
 import os

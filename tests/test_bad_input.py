@@ -1,4 +1,5 @@
-"""Bad input (SPEC section 9): every kind gets a clear ValueError / TypeError / OSError naming what is wrong.
+"""Bad input (docs/BEHAVIOUR.md section 9): every kind gets a clear ValueError / TypeError / OSError naming what is
+wrong.
 
 Each case states the exception class we document and a fragment of the message that says what was wrong.
 Comments say what transformers' own `CLIPImageProcessorPil` (5.x) does with the same input: where it also
@@ -9,7 +10,7 @@ Three properties are checked:
 - `test_bad_input_raises`: the documented exception and message, and afterwards the (shared) processor still
   gives the same output on a good image with an unchanged configuration;
 - `test_bad_call_fails_before_the_backend_runs`: for processor calls, the error comes from validation, before any
-  pixel work is handed to a backend (SPEC: "before any kernel launches");
+  pixel work is handed to a backend (docs/BEHAVIOUR.md section 9: "before any kernel launches");
 - `test_no_partial_state_after_every_failure`: one processor goes through every bad call in a row and still works.
 """
 
@@ -332,7 +333,7 @@ CASES = [
     Case("bool-array", call(images=GOOD > 127), TypeError, BAD_DTYPE.format("bool")),
     # --- unknown options.
     Case(
-        # Validated before any pixel work (SPEC 9: "before any kernel launches").
+        # Validated before any pixel work (docs/BEHAVIOUR.md section 9: "before any kernel launches").
         "return-tensors-xx",
         call(images=GOOD, return_tensors="xx"),
         ValueError,
@@ -610,7 +611,8 @@ def test_bad_input_raises(case, shared_proc, tmp_path):
 
 @pytest.mark.parametrize("case", _params(CALL_CASES, early=True))
 def test_bad_call_fails_before_the_backend_runs(case, shared_proc, tmp_path, monkeypatch):
-    """Validation happens before any pixel work is handed to a backend (SPEC 9: "before any kernel launches")."""
+    """Validation happens before any pixel work is handed to a backend (docs/BEHAVIOUR.md section 9: "before any
+    kernel launches")."""
 
     def backend_must_not_run(*args, **kwargs):
         raise AssertionError("the backend ran on a bad input: validation must come first")

@@ -1,4 +1,4 @@
-"""Bit-exact parity with transformers' PIL-backend image processors, for every family of SPEC section 6."""
+"""Bit-exact parity with transformers' PIL-backend image processors, for every family of docs/BEHAVIOUR.md section 6."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Triton backend through the processors: bit-identical to the numpy backend (SPEC section 8).
+"""The Triton backend through the processors: bit-identical to the numpy backend (docs/BEHAVIOUR.md section 8).
 
 Runs on a CUDA GPU when there is one, else through the Triton interpreter on CPU tensors (conftest). Every
 comparison is bitwise (the outputs viewed as integers, so -0.0 and 0.0 differ), against the numpy backend on the

@@ -1,6 +1,6 @@
 """The Triton backend: executes a `BatchPlan` with the fused crop/normalize kernel, one launch per batch.
 
-Data flow of one call (SPEC section 8):
+Data flow of one call (docs/BEHAVIOUR.md section 8):
 
 1. Host images (PIL, numpy, CPU tensors) travel as uint8 (float32 for unresized float images) in a reused
    pinned staging buffer, with the descriptor and coefficient tables, in one asynchronous copy on the current
@@ -15,8 +15,9 @@ Data flow of one call (SPEC section 8):
 The descriptor table and the per-channel value tables come from the plan (`ImageGeometry.source_window`,
 `BatchPlan.table`); this module decides no geometry and no numerics. Value tables, parameter vectors and the
 descriptors of in-place batches are cached on the device, so a fixed-shape call on device tensors does no
-host-to-device copy, no allocation besides its output, and no synchronisation: it can be captured in a CUDA graph
-after one warm-up call. Under `TRITON_INTERPRET=1` the same code runs with `device="cpu"` on CPU tensors.
+host-to-device copy and no synchronisation; it allocates only from torch's caching allocator (its output unless
+`out=` is given, and the uint8 work buffer of a resize), so it can be captured in a CUDA graph after one warm-up
+call. Under `TRITON_INTERPRET=1` the same code runs with `device="cpu"` on CPU tensors.
 """
 
 from __future__ import annotations

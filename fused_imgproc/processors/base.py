@@ -329,7 +329,7 @@ def _check_size_dict(size: dict, name: str) -> dict:
 
 
 def _validate_settings(s: dict) -> None:
-    """transformers' `validate_preprocess_arguments`, plus the value checks SPEC section 9 asks for."""
+    """transformers' `validate_preprocess_arguments`, plus the value checks docs/BEHAVIOUR.md section 9 asks for."""
     if s["do_rescale"] and s["rescale_factor"] is None:
         raise ValueError("`rescale_factor` must be specified if `do_rescale` is `True`.")
     if s["do_rescale"] and not math.isfinite(float(s["rescale_factor"])):
