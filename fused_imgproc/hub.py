@@ -228,6 +228,13 @@ def _hub_file(
 # ---------------------------------------------------------------------------------------------- entry points
 
 
+def looks_like_local_path(text: str) -> bool:
+    """Whether `text` names a local file or folder rather than a Hub repo id (`"name"` or `"org/name"`): it starts
+    with `.`, `/` or `~`, ends with `.json`, has more than one `/`, or holds a platform separator other than `/`."""
+    return (text.startswith((".", "/", "~")) or text.endswith(".json") or text.count("/") > 1
+            or any(sep in text for sep in (os.sep, os.altsep) if sep and sep != "/"))
+
+
 def load_config_dict(
     source: str,
     *,
@@ -281,6 +288,10 @@ def load_config_dict(
     # A processor_config.json is only looked for next to a file with the standard name.
     candidates = ([PROCESSOR_NAME] if filename == IMAGE_PROCESSOR_NAME else []) + [filename]
 
+    if looks_like_local_path(source) and not os.path.exists(source):
+        raise OSError(
+            f"No such file or folder: {source!r} (it looks like a local path, so it is not tried as a Hub repo id)"
+        )
     if os.path.isfile(source):
         data = read_json_dict(source)
         nested = data.get("image_processor")

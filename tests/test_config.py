@@ -330,3 +330,17 @@ def test_clip_from_dict_normalises_size_kwargs():
     assert unused == {"foo": 1}
     data = json.loads(proc.to_json_string())
     assert data["image_processor_type"] == "CLIPImageProcessor" and data["resample"] == 3
+
+
+@pytest.mark.parametrize("path", ["./no_such_folder", "../no/such", "/no/such/dir", "configs/clip/v1",
+                                  "no_such.json", "~/no_such_folder_here"])
+def test_missing_local_path_is_named_not_sent_to_the_hub(path, monkeypatch):
+    """A value that looks like a local path and does not exist is an OSError saying so, with no Hub request (and not
+    huggingface_hub's complaint about repo-id characters)."""
+    monkeypatch.setattr(hub_module, "_hub_file", lambda *a, **k: pytest.fail("sent to the Hub"))
+    with pytest.raises(OSError, match="No such file or folder") as info:
+        CLIPImageProcessor.from_pretrained(path)
+    assert path in str(info.value)
+    assert hub_module.looks_like_local_path(path)
+    for repo_id in ("openai/clip-vit-base-patch32", "google-bert", "org/name-with.dots"):
+        assert not hub_module.looks_like_local_path(repo_id)
