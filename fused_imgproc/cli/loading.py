@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 
+from ..hub import looks_like_local_path
 from .common import PROG, CLIError
 
 DEFAULT_CONFIG = "CLIPImageProcessor (bundled default CLIP config: shortest edge 224, bicubic, center crop 224)"
@@ -22,12 +23,6 @@ _RETRY_LOGGER = "huggingface_hub.utils._http"  # where huggingface_hub logs "Ret
 # and requests' transport errors, the built-in ones, and huggingface_hub's "not cached and not reachable".
 _UNREACHABLE = {"TransportError", "ConnectionError", "TimeoutError", "Timeout", "gaierror",
                 "LocalEntryNotFoundError", "OfflineModeIsEnabled"}
-
-
-def looks_like_path(text: str) -> bool:
-    """Whether `--config` names a local file or folder rather than a Hub repo id ("org/name" or "name")."""
-    return (text.startswith((".", "/", "~")) or text.endswith(".json") or text.count("/") > 1
-            or any(sep in text for sep in (os.sep, os.altsep) if sep and sep != "/"))
 
 
 def load_processor(config: str | None):
@@ -41,7 +36,7 @@ def load_processor(config: str | None):
     if config is None:
         return CLIPImageProcessor(), DEFAULT_CONFIG
     source = config
-    if looks_like_path(config):
+    if looks_like_local_path(config):
         source = os.path.expanduser(config)
         if not os.path.exists(source):
             raise CLIError(f"--config {config!r}: no such file or folder")
