@@ -4,6 +4,7 @@ classes on the same configs and inputs: swapping the import line must change not
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -134,7 +135,7 @@ def test_json_string_file_and_save_load(ours_cls, ref_cls, ref_base, tmp_path):
     first.to_json_file(path)
     assert ours_cls.from_json_file(path).to_dict() == first.to_dict()
     saved = first.save_pretrained(tmp_path / "saved")[0]
-    assert json.loads(open(saved).read()) == obj  # valid JSON, as written
+    assert json.loads(Path(saved).read_text()) == obj  # valid JSON, as written
     assert ours_cls.from_pretrained(tmp_path / "saved").to_dict() == first.to_dict()
     assert fi.AutoImageProcessor.from_pretrained(tmp_path / "saved").to_dict() == first.to_dict()
     for use_fast in (True, False):
