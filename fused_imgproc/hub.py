@@ -290,7 +290,8 @@ def load_config_dict(
 
     if looks_like_local_path(source) and not os.path.exists(source):
         raise OSError(
-            f"No such file or folder: {source!r} (it looks like a local path, so it is not tried as a Hub repo id)"
+            f"Can't load image processor for '{source}': it is not an existing file or directory (no such file or "
+            "folder; a value that looks like a local path is not tried as a Hub repo id)"
         )
     if os.path.isfile(source):
         data = read_json_dict(source)
