@@ -12,6 +12,7 @@ The package imports without torch and triton.
 from .batch import BatchFeature, TensorType
 from .config import ImageProcessingMixin
 from .image_utils import ChannelDimension, PILImageResampling, infer_channel_dimension_format
+from .limits import Limits, get_limits, set_limits
 from .processors import *  # noqa: F401,F403 (one class per family; listed in processors.__all__)
 from .processors import __all__ as _processor_names
 from .transforms import (
@@ -30,15 +31,18 @@ __all__ = [
     "BatchFeature",
     "ChannelDimension",
     "ImageProcessingMixin",
+    "Limits",
     "PILImageResampling",
     "TensorType",
     "center_crop",
+    "get_limits",
     "get_resize_output_image_size",
     "get_size_dict",
     "infer_channel_dimension_format",
     "normalize",
     "rescale",
     "resize",
+    "set_limits",
     "to_channel_dimension_format",
     *_processor_names,
 ]

@@ -67,6 +67,15 @@ class ImageGeometry:
         valid_x = (max(self.valid_x[0], self.left), min(self.valid_x[1], self.left + ow))
         return ImageGeometry(self.src_hw, self.resize_hw, self.resample, (ch, cw), top, left, valid_y, valid_x)
 
+    def working_bytes(self, channels: int, out_itemsize: int) -> int:
+        """An upper bound of the memory this image needs: the output, and for a resize its uint8 intermediates
+        (a copy of the source for Pillow, the one-axis pass, the resized image)."""
+        (h, w), (rh, rw), (oh, ow) = self.src_hw, self.resize_hw, self.out_hw
+        total = oh * ow * channels * out_itemsize
+        if self.resample is not None:
+            total += (h * w + max(rh * w, h * rw) + rh * rw) * channels
+        return total
+
     def source_window(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
         """The rectangle of the resized image that is read, and where it lands in the output.
 

@@ -19,6 +19,8 @@ import numpy as np
 import PIL.Image
 import PIL.ImageOps
 
+from .limits import check_pixels
+
 PILImageResampling = PIL.Image.Resampling
 
 OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -244,8 +246,48 @@ def is_iterable_of_numbers(value: Any) -> bool:
     return isinstance(value, Iterable) and not isinstance(value, (str, bytes, dict))
 
 
+def as_float(value, name: str) -> float:
+    """`float(value)` for a config or call parameter, with a `ValueError` naming it (not an `OverflowError`) when the
+    value does not fit a float, e.g. `10**400`."""
+    try:
+        return float(value)
+    except OverflowError:
+        digits = len(str(abs(int(value)))) if isinstance(value, int) else None
+        shown = f"an int of {digits} digits" if digits is not None else repr(value)
+        raise ValueError(f"{name} is too large to be a float: got {shown}") from None
+
+
+_BLOCK_ELEMENTS = 2**22  # elementwise checks run on blocks of at most this many elements (bounded temporaries)
+
+
+def _blocks(array: np.ndarray):
+    """Views covering every distinct value of `array` in blocks of at most `_BLOCK_ELEMENTS` elements, so a check
+    of a large (or broadcast, zero-stride) image allocates kilobytes, not a copy of the image. An axis of stride 0
+    repeats one value, so only its first index is visited."""
+    index = tuple(slice(0, 1) if stride == 0 and size > 1 else slice(None)
+                  for stride, size in zip(array.strides, array.shape, strict=True))
+    stack = [array[index]]
+    while stack:
+        view = stack.pop()
+        if view.size <= _BLOCK_ELEMENTS or view.ndim == 1:
+            yield view
+            continue
+        rows = max(1, _BLOCK_ELEMENTS // (view.size // view.shape[0]))  # whole slices of the first axis per block
+        if rows == 1:
+            stack.extend(view[i] for i in range(view.shape[0] - 1, -1, -1))  # each slice may still be too big
+        else:
+            stack.extend(view[i:i + rows] for i in range(0, view.shape[0], rows))
+
+
+def all_finite(array: np.ndarray) -> bool:
+    """`np.isfinite(array).all()` in bounded memory (True for integer arrays)."""
+    if not np.issubdtype(array.dtype, np.inexact):
+        return True
+    return all(np.isfinite(block).all() for block in _blocks(array))
+
+
 def check_finite(image: np.ndarray) -> None:
-    if np.issubdtype(image.dtype, np.inexact) and not np.all(np.isfinite(image)):
+    if not all_finite(image):
         raise ValueError("The image contains NaN or infinite values, which cannot be converted to uint8 for PIL")
 
 
@@ -258,16 +300,19 @@ def rescale_for_pil_conversion(image: np.ndarray) -> bool:
     if image.dtype == np.uint8:
         return False
     check_finite(image)
-    if np.allclose(image, image.astype(int)):
-        if np.all(image >= 0) and np.all(image <= 255):
+    blocks = list(_blocks(image))  # the same checks as transformers', block by block (bounded temporaries)
+    low = min(block.min() for block in blocks)
+    high = max(block.max() for block in blocks)
+    if all(np.allclose(block, block.astype(int)) for block in blocks):
+        if low >= 0 and high <= 255:
             return False
         bounds = "[0, 255]"
-    elif np.all(image >= 0) and np.all(image <= 1):
+    elif low >= 0 and high <= 1:
         return True
     else:
         bounds = "[0, 1]"
     raise ValueError(f"The image to be converted to a PIL image contains values outside the range {bounds}, got "
-                     f"[{image.min()}, {image.max()}] which cannot be converted to uint8.")
+                     f"[{low}, {high}] which cannot be converted to uint8.")
 
 
 # --- one image, ready for the plan -------------------------------------------------------------------------------
@@ -366,14 +411,25 @@ def prepare_image(image: Any, do_convert_rgb: bool, input_data_format=None) -> P
     return prepared
 
 
+def _image_hw(array: np.ndarray, input_data_format) -> tuple[int, int]:
+    """(height, width) of a 3-D array: the layout given, else inferred; the two largest axes when neither works
+    (the error about the channel count comes later, with its own message)."""
+    try:
+        fmt = input_data_format if input_data_format is not None else infer_channel_dimension_format(array, (1, 3, 4))
+        return get_image_size(array, fmt)
+    except ValueError:
+        return tuple(sorted(array.shape)[1:])
+
+
 def _prepare(image: Any, do_convert_rgb: bool, input_data_format) -> PreparedImage:
     if is_pil_image(image):
+        check_pixels(image.height, image.width, f"The input image ({image.mode})")
         if do_convert_rgb:
             return PreparedImage(pil=pil_to_rgb(image))
         if image.mode in _DIRECT_PIL_MODES:
             return PreparedImage(pil=image)
         array = np.array(image)
-        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        if not all_finite(array):
             raise ValueError("The image contains NaN or infinite values")
         return PreparedImage(array=array[..., None] if array.ndim == 2 else array)
     array = to_numpy(image)
@@ -383,7 +439,9 @@ def _prepare(image: Any, do_convert_rgb: bool, input_data_format) -> PreparedIma
         raise ValueError(f"Got an empty image of shape {tuple(array.shape)}: every side must be at least 1")
     if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise TypeError(f"Image arrays must hold integers or floats, got dtype {array.dtype}")
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+    # Before any pass over the pixels (a broadcast view may stand for terabytes): its size, then its values.
+    check_pixels(*_image_hw(array, input_data_format), f"The input image of shape {tuple(array.shape)}")
+    if not all_finite(array):
         raise ValueError("The image contains NaN or infinite values")
     if do_convert_rgb:
         array = array_to_rgb(array, input_data_format)

@@ -10,13 +10,12 @@ Geometry (`ImageGeometry`, the resize-size rules) lives in `geometry.py`; this m
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from .geometry import ImageGeometry
-from .image_utils import rescale_for_pil_conversion
+from .image_utils import as_float, rescale_for_pil_conversion
 
 # --- values ----------------------------------------------------------------------------------------------------
 
@@ -63,29 +62,41 @@ FLOAT_RESIZED_DOMAIN = (UINT8_DOMAIN.astype(np.float64) * (1 / 255)).astype(np.f
 
 
 def make_value_map(do_rescale, rescale_factor, do_normalize, image_mean, image_std, channels: int) -> ValueMap:
-    """Validates and broadcasts rescale/normalize parameters for images with `channels` channels."""
+    """Validates and broadcasts rescale/normalize parameters for images with `channels` channels.
+
+    The values are used in float32 (section 5 of docs/BEHAVIOUR.md), so a parameter that is not finite there is a
+    `ValueError`, like a zero std: `image_std=1e-50` (0 in float32), `image_mean=1e39` or `rescale_factor=1e300`
+    (inf in float32) would make every output inf or NaN.
+    """
     mean = std = None
+    factor = 1.0
     if do_rescale:
         if rescale_factor is None or not isinstance(rescale_factor, (int, float, np.number)) or isinstance(
             rescale_factor, bool
         ):
             raise TypeError(f"rescale_factor must be a number, got {rescale_factor!r}")
-        if not math.isfinite(float(rescale_factor)):
-            raise ValueError(f"rescale_factor must be finite, got {rescale_factor!r}")
+        factor = as_float(rescale_factor, "rescale_factor")
+        if not _finite_in_float32(factor):
+            raise ValueError(f"rescale_factor must be finite in float32, got {rescale_factor!r}")
     if do_normalize:
         mean, std = (_per_channel(v, name, channels) for v, name in ((image_mean, "image_mean"), (image_std, "image_std")))
-        if any(not math.isfinite(s) or s == 0 for s in std):
-            raise ValueError(f"image_std must be finite and non-zero, got {list(std)}")
-        if any(not math.isfinite(m) for m in mean):
-            raise ValueError(f"image_mean must be finite, got {list(mean)}")
-    return ValueMap(bool(do_rescale), float(rescale_factor) if do_rescale else 1.0, bool(do_normalize), mean, std)
+        if any(not _finite_in_float32(s) or np.float32(s) == 0 for s in std):
+            raise ValueError(f"image_std must be finite and non-zero in float32, got {list(std)}")
+        if any(not _finite_in_float32(m) for m in mean):
+            raise ValueError(f"image_mean must be finite in float32, got {list(mean)}")
+    return ValueMap(bool(do_rescale), factor, bool(do_normalize), mean, std)
+
+
+def _finite_in_float32(value: float) -> bool:
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(np.float32(value)))
 
 
 def _per_channel(value, name: str, channels: int) -> tuple[float, ...]:
     if value is None:
         raise ValueError("`image_mean` and `image_std` must both be specified if `do_normalize` is `True`.")
     if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-        return (float(value),) * channels
+        return (as_float(value, name),) * channels
     if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__"):
         raise TypeError(f"{name} must be a number or a sequence of numbers, got {value!r}")
     values = tuple(value)
@@ -96,7 +107,7 @@ def _per_channel(value, name: str, channels: int) -> tuple[float, ...]:
             f"{name} has {len(values)} values but the images have {channels} channels: it must have {channels} "
             "elements"
         )
-    return tuple(float(v) for v in values)
+    return tuple(as_float(v, name) for v in values)
 
 
 # --- the batch plan ---------------------------------------------------------------------------------------------

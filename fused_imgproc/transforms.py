@@ -9,6 +9,7 @@ tested against these functions and against transformers.
 from __future__ import annotations
 
 import logging
+import math
 import numbers
 from collections.abc import Collection, Iterable
 
@@ -20,6 +21,7 @@ from .image_utils import (
     ChannelDimension,
     PILImageResampling,
     array_to_rgb,
+    as_float,
     check_finite,
     get_channel_dimension_axis,
     get_image_size,
@@ -28,6 +30,7 @@ from .image_utils import (
     pil_to_rgb,
     rescale_for_pil_conversion,
 )
+from .limits import check_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +198,10 @@ def rescale(image, scale, data_format=None, dtype=np.float32, input_data_format=
     """
     if not isinstance(image, np.ndarray):
         raise TypeError(f"Input image must be of type np.ndarray, got {type(image)}")
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise TypeError(f"scale must be a number, got {scale!r}")
+    if not math.isfinite(as_float(scale, "scale")):
+        raise ValueError(f"scale must be finite, got {scale!r}")
     out = image.astype(np.float64) * scale
     if data_format is not None:
         out = to_channel_dimension_format(out, data_format, input_data_format)
@@ -207,8 +214,10 @@ def _per_channel(value, num_channels: int, name: str, dtype) -> np.ndarray:
             raise ValueError(f"{name} must have {num_channels} elements if it is an iterable, got {len(value)}")
     else:
         value = [value] * num_channels
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value):
+        raise TypeError(f"{name} must be a number or a collection of numbers, got {value!r}")
     with np.errstate(over="ignore"):  # an overflow to inf is reported by the caller
-        return np.array(value, dtype=dtype)
+        return np.array([as_float(v, name) for v in value], dtype=dtype)
 
 
 def normalize(image, mean, std, data_format=None, input_data_format=None) -> np.ndarray:
@@ -269,6 +278,7 @@ def center_crop(image, size, data_format=None, input_data_format=None) -> np.nda
     crop_h, crop_w = (int(s) for s in size)
     if crop_h <= 0 or crop_w <= 0:
         raise ValueError(f"center_crop size must be positive, got (height, width) = ({crop_h}, {crop_w})")
+    check_pixels(crop_h, crop_w, "The cropped image")
     image = to_channel_dimension_format(image, ChannelDimension.FIRST, fmt)
     height, width = image.shape[-2:]
     window = ImageGeometry.identity((height, width)).center_cropped((crop_h, crop_w)).source_window()
@@ -343,6 +353,9 @@ def resize(image, size, resample=None, reducing_gap=None, data_format=None, retu
             raise TypeError(f"resize size must be integers, got {size!r}")
         if value <= 0:
             raise ValueError(f"resize size must be positive, got (height, width) = ({height}, {width})")
+    check_pixels(height, width, "The resized image")
+    if max(height, width) >= 2**31:
+        raise ValueError(f"resize size must be below 2**31 on each side (Pillow's limit), got ({height}, {width})")
     if is_torch_tensor(image):
         image = image.numpy()
     is_pil = isinstance(image, PIL.Image.Image)

@@ -20,10 +20,12 @@ from ..geometry import ImageGeometry, default_resize_size
 from ..image_utils import (
     ChannelDimension,
     PILImageResampling,
+    as_float,
     is_torch_tensor,
     make_flat_list_of_images,
     prepare_image,
 )
+from ..limits import check_aspect_ratio, check_call_bytes, check_pixels
 from ..plan import BatchPlan, ImagePlan, classify_source, make_value_map
 from ..transforms import get_size_dict
 from .methods import ImageOpsMixin
@@ -119,6 +121,8 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
                 raise TypeError(f"{key} must be a number or a sequence of numbers, got {value!r}")
             if not _is_number(value) and not all(_is_number(v) for v in value):
                 raise TypeError(f"{key} must contain only numbers, got {value!r}")
+            for number in [value] if _is_number(value) else value:
+                as_float(number, key)  # 10**400 is a ValueError here, at construction, not an OverflowError later
             if isinstance(value, list):
                 values[key] = tuple(value)
         resample = values.get("resample")
@@ -135,6 +139,8 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
         factor = values.get("rescale_factor")
         if factor is not None and (isinstance(factor, bool) or not isinstance(factor, numbers.Real)):
             raise TypeError(f"rescale_factor must be a number, got {factor!r}")
+        if factor is not None:
+            as_float(factor, "rescale_factor")
         return values
 
     def to_dict(self) -> dict[str, Any]:
@@ -250,7 +256,7 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
             prepare_image(image, bool(settings["do_convert_rgb"]), input_data_format)
             for image in make_flat_list_of_images(images)
         ]
-        plan = self._plan(prepared, settings)
+        plan = self._plan(prepared, settings, out_dtype)
         pixel_values = numpy_backend.execute(
             plan, prepared, channels_first=data_format == ChannelDimension.FIRST, out_dtype=out_dtype,
             stack=return_tensors is not None,
@@ -277,7 +283,7 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
                                    resize_filter=int(settings["resample"]) if settings["do_resize"] else None)
             for image in make_flat_list_of_images(images)
         ]
-        plan = self._plan(prepared, settings)
+        plan = self._plan(prepared, settings, out_dtype)
         pixel_values = triton_backend.execute(
             plan, prepared, device=device, channels_first=data_format == ChannelDimension.FIRST, out_dtype=out_dtype,
             stack=return_tensors is not None, out=out,
@@ -286,16 +292,12 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
             pixel_values = list(pixel_values)
         return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
 
-    def _plan(self, prepared, settings) -> BatchPlan:
+    def _plan(self, prepared, settings, out_dtype=None) -> BatchPlan:
+        geometries = [self._geometry(image, settings) for image in prepared]
+        _check_resources(prepared, geometries, out_dtype)  # before any pass over the pixels
         value_maps = {}
         items = []
-        for image in prepared:
-            geometry = ImageGeometry.identity((image.height, image.width))
-            if settings["do_resize"]:
-                extras = {key: settings[key] for key in self.extra_config_keys}
-                geometry = self._resize_geometry(geometry, settings["size"], int(settings["resample"]), **extras)
-            if settings["do_center_crop"]:
-                geometry = geometry.center_cropped((settings["crop_size"]["height"], settings["crop_size"]["width"]))
+        for image, geometry in zip(prepared, geometries, strict=True):
             source = classify_source(image, resized=bool(settings["do_resize"]))
             items.append(ImagePlan(geometry, source, image.channels))
             if image.channels not in value_maps:
@@ -310,9 +312,35 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
             )
         return BatchPlan(tuple(items), next(iter(value_maps.values())))
 
+    def _geometry(self, image, settings) -> ImageGeometry:
+        geometry = ImageGeometry.identity((image.height, image.width))
+        if settings["do_resize"]:
+            extras = {key: settings[key] for key in self.extra_config_keys}
+            geometry = self._resize_geometry(geometry, settings["size"], int(settings["resample"]), **extras)
+        if settings["do_center_crop"]:
+            geometry = geometry.center_cropped((settings["crop_size"]["height"], settings["crop_size"]["width"]))
+        return geometry
+
     def _resize_geometry(self, geometry: ImageGeometry, size: dict, resample: int, **extras) -> ImageGeometry:
         """The resize step of this family (transformers' `resize`); may end with a crop. Override per family."""
         return geometry.resized(default_resize_size(geometry.src_hw, size), resample)
+
+
+def _check_resources(prepared, geometries, out_dtype) -> None:
+    """The limits of `fused_imgproc.limits`, from the plan's geometry alone: every resize target and output size,
+    the aspect ratio of a resize target, and the memory of the whole call."""
+    itemsize = 8 if out_dtype is not None and out_dtype != "bfloat16" and np.dtype(out_dtype).itemsize == 8 else 4
+    total = 0
+    for index, (image, geometry) in enumerate(zip(prepared, geometries, strict=True)):
+        name = f"Image {index} ({image.height}x{image.width})"
+        if geometry.resample is not None:
+            check_pixels(*geometry.resize_hw, f"{name} resized")
+            check_aspect_ratio(*geometry.resize_hw, f"{name} resized")
+            if max(geometry.resize_hw) >= 2**31:  # Pillow's own bound, whatever the limits
+                raise ValueError(f"{name} would be resized to {geometry.resize_hw}: Pillow's sides are below 2**31")
+        check_pixels(*geometry.out_hw, f"{name}'s output")
+        total += geometry.working_bytes(image.channels, itemsize)
+    check_call_bytes(total, f"This call ({len(geometries)} image(s))")
 
 
 def _is_number(value) -> bool:
@@ -332,7 +360,7 @@ def _validate_settings(s: dict) -> None:
     """transformers' `validate_preprocess_arguments`, plus the value checks docs/BEHAVIOUR.md section 9 asks for."""
     if s["do_rescale"] and s["rescale_factor"] is None:
         raise ValueError("`rescale_factor` must be specified if `do_rescale` is `True`.")
-    if s["do_rescale"] and not math.isfinite(float(s["rescale_factor"])):
+    if s["do_rescale"] and not math.isfinite(as_float(s["rescale_factor"], "rescale_factor")):
         raise ValueError(f"rescale_factor must be finite, got {s['rescale_factor']}")
     if s["do_normalize"] and (s["image_mean"] is None or s["image_std"] is None):
         raise ValueError("`image_mean` and `image_std` must both be specified if `do_normalize` is `True`.")

@@ -1,5 +1,7 @@
 """Families whose resize step has its own geometry: ConvNeXt and PoolFormer (crop_pct), LeViT (256/224)."""
 
+import math
+
 from ..geometry import ImageGeometry, shortest_edge_size
 from ..image_utils import (
     IMAGENET_DEFAULT_MEAN,
@@ -7,6 +9,7 @@ from ..image_utils import (
     IMAGENET_STANDARD_MEAN,
     IMAGENET_STANDARD_STD,
     PILImageResampling,
+    as_float,
 )
 from .base import BaseImageProcessor
 
@@ -14,7 +17,20 @@ from .base import BaseImageProcessor
 def _check_crop_pct(crop_pct) -> float:
     if isinstance(crop_pct, bool) or not isinstance(crop_pct, (int, float)) or not 0 < crop_pct:
         raise ValueError(f"crop_pct must be a positive number, got {crop_pct!r}")
-    return float(crop_pct)
+    value = as_float(crop_pct, "crop_pct")
+    if not math.isfinite(value):
+        raise ValueError(f"crop_pct must be finite, got {crop_pct!r}")
+    return value
+
+
+class _CropPctMixin:
+    """Checks `crop_pct` when the processor is built or called, like the other config values."""
+
+    def _standardize(self, values, default_to_square):
+        values = super()._standardize(values, default_to_square)
+        if values.get("crop_pct") is not None:
+            values["crop_pct"] = _check_crop_pct(values["crop_pct"])
+        return values
 
 
 def _check_resample_argument(resample) -> None:
@@ -27,7 +43,7 @@ def _check_resample_argument(resample) -> None:
         )
 
 
-class ConvNextImageProcessor(BaseImageProcessor):
+class ConvNextImageProcessor(_CropPctMixin, BaseImageProcessor):
     """ConvNeXt: below 384, resize the shortest edge to `int(se / crop_pct)` and crop se x se; else warp."""
 
     extra_config_keys = ("crop_pct",)
@@ -98,7 +114,7 @@ class LevitImageProcessor(BaseImageProcessor):
         return geometry.resized((size["height"], size["width"]), resample)
 
 
-class PoolFormerImageProcessor(BaseImageProcessor):
+class PoolFormerImageProcessor(_CropPctMixin, BaseImageProcessor):
     """PoolFormer: the resize target is scaled by `1 / crop_pct` before the center crop."""
 
     extra_config_keys = ("crop_pct",)
