@@ -1,12 +1,30 @@
 """The kernel launches as `torch.library` custom ops (with fake implementations), so that they compose with
-`torch.compile(fullgraph=True)` and are checked by `torch.library.opcheck`. Imported by the Triton backend."""
+`torch.compile(fullgraph=True)` and are checked by `torch.library.opcheck`. Imported by the Triton backend.
+
+Thread safety: Triton's interpreter patches `triton.language` process-wide while it runs a kernel, so two
+interpreted launches at once fail inside it ("Did you forget to add @triton.jit ?"). Under `TRITON_INTERPRET=1`
+(the setting the kernels were decorated with, `K.INTERPRETED`) every launch therefore holds `INTERPRETER_LOCK`.
+Compiled for a GPU, no lock is taken: threads launch concurrently, each on its current stream.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import threading
 
 import torch
 
 from .._kernels import crop_normalize as K
 from .._kernels import resample as RK
+
+# One lock for every interpreted launch of this package; None when the kernels were compiled for a GPU.
+INTERPRETER_LOCK: threading.Lock | None = threading.Lock() if K.INTERPRETED else None
+
+
+def launch_guard():
+    """The context a kernel launch runs in: `INTERPRETER_LOCK` held under the interpreter, nothing on a GPU."""
+    return INTERPRETER_LOCK if INTERPRETER_LOCK is not None else contextlib.nullcontext()
+
 
 @torch.library.custom_op("fused_imgproc::crop_normalize_out", mutates_args=("out",))
 def crop_normalize_out(
@@ -14,10 +32,11 @@ def crop_normalize_out(
     max_pixels: int, max_channels: int, do_rescale: bool, do_normalize: bool, channels_last: bool, index_64: bool,
 ) -> None:
     """Writes the batch described by `desc` into the flat buffer `out` (see `_kernels.crop_normalize`)."""
-    K.crop_normalize(
-        src, desc, table, params, out, max_pixels=max_pixels, max_channels=max_channels, do_rescale=do_rescale,
-        do_normalize=do_normalize, channels_last=channels_last, index_64=index_64,
-    )
+    with launch_guard():
+        K.crop_normalize(
+            src, desc, table, params, out, max_pixels=max_pixels, max_channels=max_channels, do_rescale=do_rescale,
+            do_normalize=do_normalize, channels_last=channels_last, index_64=index_64,
+        )
 
 
 @crop_normalize_out.register_fake
@@ -49,7 +68,8 @@ def _(src, desc, table, params, out_numel, out_dtype, max_pixels, max_channels, 
 def resample_out(src: torch.Tensor, dst: torch.Tensor, desc: torch.Tensor, coef: torch.Tensor, tiles: torch.Tensor,
                  max_channels: int) -> None:
     """One Pillow resampling pass for every image of `desc` (see `_kernels.resample`), uint8 `src` -> `dst`."""
-    RK.resample(src, dst, desc, coef, tiles, max_channels=max_channels)
+    with launch_guard():
+        RK.resample(src, dst, desc, coef, tiles, max_channels=max_channels)
 
 
 @resample_out.register_fake

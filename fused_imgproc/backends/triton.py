@@ -18,6 +18,13 @@ descriptors of in-place batches are cached on the device, so a fixed-shape call 
 host-to-device copy and no synchronisation; it allocates only from torch's caching allocator (its output unless
 `out=` is given, and the uint8 work buffer of a resize), so it can be captured in a CUDA graph after one warm-up
 call. Under `TRITON_INTERPRET=1` the same code runs with `device="cpu"` on CPU tensors.
+
+Threads: one processor may be called from many threads. Each thread has its own pinned staging buffers
+(`staging`), the device caches are locked, and every call builds its own plan, buffers and output. Under the
+interpreter the launches themselves are serialised (`ops.INTERPRETER_LOCK`: Triton's interpreter is not
+thread-safe); on a GPU they are not. A cached device tensor is uploaded on the stream of the call that first needs
+it and then read on any thread's current stream without an event wait: safe on the default stream, which every
+thread shares unless it selects its own (per-thread CUDA streams would need that wait).
 """
 
 from __future__ import annotations
@@ -36,8 +43,12 @@ from ..image_utils import (
 )
 from ..plan import RAW, UNIT_FLOAT, BatchPlan
 from ..resample import GPU_FILTERS
-from . import BackendUnavailableError, gpu_resize, staging
-from . import ops  # noqa: F401  (registers the torch.library ops the launches go through)
+from . import (
+    BackendUnavailableError,
+    gpu_resize,
+    ops,  # noqa: F401  (registers the torch.library ops the launches go through)
+    staging,
+)
 from . import numpy as numpy_backend
 
 INTERPRETED = K.INTERPRETED
@@ -371,7 +382,7 @@ def _device_gpu_resize(plan, indices, src, mappings, descriptor, device):
     split, tables = passes.finish()
     tables.append(descriptor(sources))
     key = (device, "resize", b"".join(t.tobytes() for t in tables), tuple(t.shape for t in tables))
-    upload = lambda: staging.upload_sections(tables, [], np.dtype(np.uint8), device, staging.runner(1))[0]  # noqa: E731
+    upload = lambda: staging.upload_sections(tables, [], np.dtype(np.uint8), device, staging.runner(1))[0]
     *tables_t, desc_t = staging.DESCRIPTORS.get(key, upload)
     work = torch.empty(split + passes.final, dtype=torch.uint8, device=device)
     _run_passes(src, work, split, tables_t, passes.channels)
