@@ -43,23 +43,75 @@ def is_offline_mode() -> bool:
 # ---------------------------------------------------------------------------------------------- local files
 
 
-def read_json_dict(path: str) -> dict[str, Any]:
-    """Read a JSON file whose top level must be an object; every failure is an `OSError` naming the path."""
+def _config_bytes_from_environment(default: int = 16 * 2**20) -> int | None:
+    text = os.environ.get("FUSED_IMGPROC_MAX_CONFIG_BYTES", "").strip()
+    if not text:
+        return default
     try:
-        with open(path, encoding="utf-8") as reader:
-            text = reader.read()
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"FUSED_IMGPROC_MAX_CONFIG_BYTES={text!r} is not a number") from None
+    return value if value > 0 else None
+
+
+MAX_CONFIG_BYTES: int | None = _config_bytes_from_environment()
+"""The largest config file read (default 16 MiB; real ones are a few KB), refused with an `OSError` before it is
+parsed; `None` disables the limit. Change it for the process by assigning `fused_imgproc.hub.MAX_CONFIG_BYTES`, or
+with the environment variable `FUSED_IMGPROC_MAX_CONFIG_BYTES` (read at import; 0 disables)."""
+MAX_CONFIG_DEPTH = 100
+"""The deepest nesting of JSON arrays and objects accepted in a config (real ones nest 2 or 3 levels): deeper
+values would fail later, in copying or saving, with a `RecursionError`."""
+
+
+def read_json_dict(path: str) -> dict[str, Any]:
+    """Read a JSON file whose top level must be an object; every failure is an `OSError` naming the path.
+
+    A file larger than `MAX_CONFIG_BYTES` is refused before it is read (at most that many bytes plus one are ever
+    read), and one nested deeper than `MAX_CONFIG_DEPTH` levels before it is used.
+    """
+    limit = MAX_CONFIG_BYTES
+    with open(path, "rb") as reader:
+        size = os.fstat(reader.fileno()).st_size
+        if limit is None:
+            raw = reader.read()
+        else:
+            raw = b"" if size > limit else reader.read(limit + 1)
+    if limit is not None and (size > limit or len(raw) > limit):
+        raise OSError(
+            f"The file at '{path}' is too large for an image processor config: {max(size, len(raw))} bytes, more "
+            f"than the limit of {limit} bytes (fused_imgproc.hub.MAX_CONFIG_BYTES, or the environment variable "
+            "FUSED_IMGPROC_MAX_CONFIG_BYTES)."
+        )
+    try:
+        data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as err:
         raise OSError(f"The file at '{path}' is not a valid JSON file (it is not UTF-8 text): {err}") from err
-    try:
-        data = json.loads(text)
     except json.JSONDecodeError as err:
         raise OSError(f"The file at '{path}' is not a valid JSON file: {err}") from err
+    except RecursionError as err:
+        raise OSError(f"The file at '{path}' is not a valid JSON file: it nests arrays or objects too deeply for "
+                      f"Python's JSON parser ({err})") from None
+    if _nesting_depth(data) > MAX_CONFIG_DEPTH:
+        raise OSError(f"The file at '{path}' is not a valid JSON file for a config: it nests arrays or objects more "
+                      f"than {MAX_CONFIG_DEPTH} levels deep (fused_imgproc.hub.MAX_CONFIG_DEPTH).")
     if not isinstance(data, dict):
         raise OSError(
             f"The file at '{path}' does not hold an image processor config: its top level is a JSON "
             f"{type(data).__name__}, expected a JSON object."
         )
     return data
+
+
+def _nesting_depth(value: Any) -> int:
+    """How deeply JSON arrays and objects nest in `value` (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _umask() -> int:

@@ -105,6 +105,67 @@ def test_top_level_not_an_object_is_oserror(tmp_path):
         Dummy.from_pretrained(tmp_path / "d")
 
 
+def test_config_file_over_the_size_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    path = write_json(tmp_path / "big" / IMAGE_PROCESSOR_NAME, {"size": 3, "pad": "x" * 2000})
+    read = []
+    original_open = open
+
+    def spy_open(file, mode="r", *args, **kwargs):
+        handle = original_open(file, mode, *args, **kwargs)
+        if str(file) == path:
+            original_read = handle.read
+            handle.read = lambda size=-1: read.append(size) or original_read(size)
+        return handle
+
+    monkeypatch.setattr("builtins.open", spy_open)
+    monkeypatch.setattr(hub_module, "MAX_CONFIG_BYTES", 1000)
+    for source in (path, os.path.dirname(path)):
+        with pytest.raises(OSError, match="too large for an image processor config") as info:
+            Dummy.from_pretrained(source)
+        assert path in str(info.value) and "limit of 1000 bytes" in str(info.value)
+        assert "FUSED_IMGPROC_MAX_CONFIG_BYTES" in str(info.value)
+    assert read == []  # refused from its size alone
+    monkeypatch.setattr(hub_module, "MAX_CONFIG_BYTES", 4000)
+    assert Dummy.from_pretrained(path).size == {"shortest_edge": 3}
+    assert read == [4001]  # never more than the limit plus one byte
+    monkeypatch.setattr(hub_module, "MAX_CONFIG_BYTES", None)  # no limit
+    assert Dummy.from_pretrained(path).size == {"shortest_edge": 3}
+
+
+def test_config_file_growing_past_the_limit_while_read_is_refused(tmp_path, monkeypatch):
+    """A size the file system does not know (a special file) or a file that grows: at most limit + 1 bytes read."""
+    path = write_json(tmp_path / IMAGE_PROCESSOR_NAME, {"size": 3, "pad": "x" * 2000})
+    monkeypatch.setattr(hub_module, "MAX_CONFIG_BYTES", 1000)
+    monkeypatch.setattr(hub_module.os, "fstat", lambda fd: os.stat_result((0,) * 10))  # st_size 0
+    with pytest.raises(OSError, match="1001 bytes, more than the limit of 1000 bytes"):
+        Dummy.from_pretrained(path)
+
+
+def test_default_config_size_limit_and_environment(monkeypatch):
+    assert hub_module.MAX_CONFIG_BYTES == 16 * 2**20
+    monkeypatch.setenv("FUSED_IMGPROC_MAX_CONFIG_BYTES", "123")
+    assert hub_module._config_bytes_from_environment() == 123
+    monkeypatch.setenv("FUSED_IMGPROC_MAX_CONFIG_BYTES", "0")
+    assert hub_module._config_bytes_from_environment() is None
+    monkeypatch.setenv("FUSED_IMGPROC_MAX_CONFIG_BYTES", "lots")
+    with pytest.raises(ValueError, match="FUSED_IMGPROC_MAX_CONFIG_BYTES='lots' is not a number"):
+        hub_module._config_bytes_from_environment()
+
+
+@pytest.mark.parametrize("depth", [101, 900, 100_000])
+def test_deeply_nested_config_is_oserror(tmp_path, depth):
+    """100_000 levels: json's own RecursionError; 101 and 900 parse, but would fail later (copy, save, repr)."""
+    path = tmp_path / IMAGE_PROCESSOR_NAME
+    path.write_text('{"size": 3, "deep": ' + "[" * depth + "]" * depth + "}")
+    for load in (Dummy.from_pretrained, Dummy.from_json_file):
+        with pytest.raises(OSError, match="is not a valid JSON file") as info:
+            load(path)
+        assert str(path) in str(info.value) and "nests arrays or objects" in str(info.value)
+    path.write_text('{"size": 3, "deep": ' + '{"a": [' * 49 + "]}" * 49 + "}")  # 99 levels under the top: fine
+    loaded = Dummy.from_pretrained(path)
+    assert loaded.size == {"shortest_edge": 3} and json.loads(loaded.to_json_string())["deep"] == loaded.deep
+
+
 def test_nonexistent_path_is_oserror_naming_it(tmp_path, fake_hub):  # noqa: F811
     missing = str(tmp_path / "does" / "not" / "exist")
     with pytest.raises(OSError) as info:
@@ -286,6 +347,24 @@ def test_failed_save_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
     monkeypatch.setattr(hub_module.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         Dummy(size=4).save_pretrained(tmp_path)
+    assert os.listdir(tmp_path) == [IMAGE_PROCESSOR_NAME]
+    assert (tmp_path / IMAGE_PROCESSOR_NAME).read_text() == before
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, SystemExit, MemoryError])
+@pytest.mark.parametrize("where", ["fsync", "replace"])
+def test_interrupted_save_leaves_no_temp(tmp_path, monkeypatch, interruption, where):
+    """Any exception while writing (Ctrl-C, SystemExit from a signal handler, ...) removes the temporary file."""
+    Dummy(size=3).save_pretrained(tmp_path)
+    before = (tmp_path / IMAGE_PROCESSOR_NAME).read_text()
+
+    def interrupted(*args):
+        raise interruption()
+
+    monkeypatch.setattr(hub_module.os, where, interrupted)
+    with pytest.raises(interruption):
+        Dummy(size=4).save_pretrained(tmp_path)
+    monkeypatch.undo()
     assert os.listdir(tmp_path) == [IMAGE_PROCESSOR_NAME]
     assert (tmp_path / IMAGE_PROCESSOR_NAME).read_text() == before
 

@@ -162,6 +162,23 @@ def test_hub_unreachable_uses_cache(hub, tmp_path):
     assert Dummy.from_pretrained(REPO, cache_dir=tmp_path).value == "main"
 
 
+def test_oversized_or_deeply_nested_hub_config_is_oserror(fake_hub, tmp_path, monkeypatch):  # noqa: F811
+    """A downloaded file gets the same bounds as a local one: refused from its size, before it is parsed."""
+    import fused_imgproc.hub as hub_module
+
+    fake_hub.commit("org/big", {IMAGE_PROCESSOR_NAME: {"crop_size": 32, "pad": "x" * 3000}})
+    fake_hub.commit("org/deep", {IMAGE_PROCESSOR_NAME: {"crop_size": 32, "deep": [[[[[[1]]]]]]}})
+    monkeypatch.setattr(hub_module, "MAX_CONFIG_BYTES", 2000)
+    monkeypatch.setattr(hub_module, "MAX_CONFIG_DEPTH", 5)
+    with pytest.raises(OSError, match="too large for an image processor config: .* limit of 2000 bytes") as info:
+        Dummy.from_pretrained("org/big", cache_dir=tmp_path)
+    assert os.path.join(str(tmp_path), "models--org--big") in str(info.value)  # names the downloaded file
+    with pytest.raises(OSError, match="is not a valid JSON file for a config: it nests .* more than 5 levels"):
+        Dummy.from_pretrained("org/deep", cache_dir=tmp_path)
+    monkeypatch.setattr(hub_module, "MAX_CONFIG_DEPTH", 7)
+    assert Dummy.from_pretrained("org/deep", cache_dir=tmp_path).deep == [[[[[[1]]]]]]
+
+
 def test_token_sent_as_bearer(hub, tmp_path):
     hub.reset_requests()
     Dummy.from_pretrained(REPO, cache_dir=tmp_path, token="hf_secret")
