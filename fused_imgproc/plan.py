@@ -80,16 +80,26 @@ def make_value_map(do_rescale, rescale_factor, do_normalize, image_mean, image_s
             raise ValueError(f"rescale_factor must be finite in float32, got {rescale_factor!r}")
     if do_normalize:
         mean, std = (_per_channel(v, name, channels) for v, name in ((image_mean, "image_mean"), (image_std, "image_std")))
-        if any(not _finite_in_float32(s) or np.float32(s) == 0 for s in std):
+        if any(not _finite_in_float32(s) or _zero_in_float32(s) for s in std):
             raise ValueError(f"image_std must be finite and non-zero in float32, got {list(std)}")
         if any(not _finite_in_float32(m) for m in mean):
             raise ValueError(f"image_mean must be finite in float32, got {list(mean)}")
     return ValueMap(bool(do_rescale), factor, bool(do_normalize), mean, std)
 
 
+# float64 values at or above this magnitude round to inf in float32 (halfway between FLT_MAX and 2**128); at or
+# below _F32_ZERO they round to 0 (half the smallest subnormal; ties go to the even 0). Plain comparisons: numpy's
+# errstate would cost more than the rest of a call's parameter checks.
+_F32_OVERFLOW = 2.0**128 - 2.0**103
+_F32_ZERO = 2.0**-150
+
+
 def _finite_in_float32(value: float) -> bool:
-    with np.errstate(over="ignore"):
-        return bool(np.isfinite(np.float32(value)))
+    return abs(value) < _F32_OVERFLOW  # False for NaN and inf too
+
+
+def _zero_in_float32(value: float) -> bool:
+    return abs(value) <= _F32_ZERO
 
 
 def _per_channel(value, name: str, channels: int) -> tuple[float, ...]:
