@@ -186,3 +186,18 @@ def _our_rule(image):
         return "unit" if rescale_for_pil_conversion(image) else "integral"
     except ValueError:
         return "error"
+
+
+def test_float32_bounds_agree_with_numpy():
+    from fused_imgproc.plan import _F32_OVERFLOW, _F32_ZERO, _finite_in_float32, _zero_in_float32
+
+    rng = np.random.default_rng(2)
+    values = [0.0, 1e-50, _F32_ZERO, np.nextafter(_F32_ZERO, 1), 2.0**-149, 1e-45, 1.0, 3.4028234663852886e38,
+              _F32_OVERFLOW, np.nextafter(_F32_OVERFLOW, 0), np.nextafter(_F32_OVERFLOW, np.inf), 1e39, np.inf, np.nan]
+    values += list(rng.standard_normal(2000) * 10.0 ** rng.integers(-60, 60, 2000))
+    with np.errstate(over="ignore"):
+        for value in values + [-v for v in values]:
+            single = np.float32(value)
+            assert _finite_in_float32(value) == bool(np.isfinite(single)), value
+            if np.isfinite(value):
+                assert _zero_in_float32(value) == (single == 0), value
