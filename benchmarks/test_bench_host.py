@@ -28,7 +28,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")  # before the kernels are importe
 if os.environ["TRITON_INTERPRET"] != "1":
     pytest.skip("needs TRITON_INTERPRET=1 (set before the kernels were imported)", allow_module_level=True)
 
-import triton.runtime.interpreter as interpreter  # noqa: E402
+from triton.runtime import interpreter  # noqa: E402
 
 import fused_imgproc as fi  # noqa: E402
 from fused_imgproc.backends import triton as triton_backend  # noqa: E402, F401
