@@ -78,9 +78,35 @@ class _PinnedRing:
 _local = threading.local()
 
 
-def upload(nbytes: int, fill, device: torch.device) -> torch.Tensor:
-    """A device uint8 buffer holding the bytes `fill` writes (pinned staging on CUDA, in place on the CPU)."""
+class _HostRing:
+    """The CPU stand-in of `_PinnedRing` (the interpreter's "device" is the host): two reused buffers per thread,
+    filled in place. Only for transient uploads, read by the launches of the same call."""
+
+    def __init__(self):
+        self.buffers, self.next = [None, None], 0
+
+    def upload(self, nbytes: int, fill) -> torch.Tensor:
+        slot, self.next = self.next, 1 - self.next
+        buffer = self.buffers[slot]
+        if buffer is None or buffer.numel() < nbytes:
+            buffer = self.buffers[slot] = torch.empty(max(nbytes, 1 << 20) * 5 // 4, dtype=torch.uint8)
+        fill(buffer.numpy()[:nbytes])
+        return buffer[:nbytes]
+
+
+def upload(nbytes: int, fill, device: torch.device, transient: bool = False) -> torch.Tensor:
+    """A device uint8 buffer holding the bytes `fill` writes (pinned staging on CUDA, in place on the CPU).
+
+    `transient=True` (pixels and descriptors read only by this call's launches) lets the CPU reuse its buffers as
+    the GPU path reuses its pinned ones, so the host work measured under the interpreter is the GPU call's; a
+    cached upload (value tables, descriptors of device batches) must not be transient.
+    """
     if device.type == "cpu":
+        if transient:
+            ring = getattr(_local, "host_ring", None)
+            if ring is None:
+                ring = _local.host_ring = _HostRing()
+            return ring.upload(nbytes, fill)
         buffer = torch.empty(nbytes, dtype=torch.uint8)
         fill(buffer.numpy())
         return buffer
@@ -112,9 +138,11 @@ def runner(n: int):
     return lambda f, count: list(pool.map(f, range(count)))
 
 
-def upload_sections(tables: list[np.ndarray], windows: list[np.ndarray], dtype: np.dtype, device, run):
+def upload_sections(tables: list[np.ndarray], windows: list[np.ndarray], dtype: np.dtype, device, run,
+                    transient: bool = False):
     """One staging buffer holding `tables` (each 64-byte aligned) then every window packed back to back, in one
-    upload. Returns the device views of the tables, of the pixels, and each window's element offset."""
+    upload (`transient`: see `upload`). Returns the device views of the tables, of the pixels, and each window's
+    element offset."""
     offsets, position = [], 0
     for table in tables:
         offsets.append(position)
@@ -132,7 +160,7 @@ def upload_sections(tables: list[np.ndarray], windows: list[np.ndarray], dtype: 
 
         run(copy, len(windows))
 
-    buffer = upload(nbytes, fill, device)
+    buffer = upload(nbytes, fill, device, transient)
     views = [
         buffer[o : o + t.nbytes].view(torch.from_numpy(t[:0]).dtype).view(t.shape) for t, o in zip(tables, offsets)
     ]

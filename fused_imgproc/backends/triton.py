@@ -301,7 +301,7 @@ def _stage_host(plan, images, indices, descriptor, device, float_src: bool):
     windows = run(window, len(indices))
     starts = np.concatenate([[0], np.cumsum([w.size for w in windows])]).astype(np.int64)
     desc = descriptor([(int(starts[k]), (w.shape[1] * w.shape[2], w.shape[2], 1)) for k, w in enumerate(windows)])
-    (desc_view,), src, _ = staging.upload_sections([desc], windows, src_dtype, device, run)
+    (desc_view,), src, _ = staging.upload_sections([desc], windows, src_dtype, device, run, transient=True)
     return src, desc_view
 
 
@@ -334,7 +334,7 @@ def _stage_host_gpu_resize(plan, images, indices, descriptor, device):
     passes, sources = gpu_resize.plan_passes([plan.images[i] for i in indices], mappings, resize_here)
     split, tables = passes.finish()
     (*tables_t, desc_t), pixels_t, _ = staging.upload_sections(
-        [*tables, descriptor(sources)], windows, np.dtype(np.uint8), device, run
+        [*tables, descriptor(sources)], windows, np.dtype(np.uint8), device, run, transient=True
     )
     work = torch.empty(split + passes.final, dtype=torch.uint8, device=device)
     _run_passes(pixels_t, work, split, tables_t, passes.channels)
