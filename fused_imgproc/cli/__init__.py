@@ -1,26 +1,29 @@
 """The `fused-imgproc` command line.
 
     fused-imgproc preprocess INPUTS... --out FILE [--config REPO_OR_PATH] [--batch-size N] [--device D] [--dtype T]
-                             [--backend B] [--samples] [--quiet]
+                             [--backend B] [--max-pixels N] [--max-decoded-mib MIB] [--samples] [--quiet]
     fused-imgproc bench [--size HxW] [--batch-size N] [--repeat R] [--plot FILE] [--no-transformers]
     fused-imgproc info
 
 Exit status: 0 success; 1 some inputs were skipped (the output holds the others) or none could be read;
 2 an error that stops the run, with nothing written: a usage error (bad arguments, unwritable output, a config that
 does not load or whose output shape depends on the image, an unavailable device or backend), reported before any
-image is read, or images that cannot be stacked together (different channel counts); 130 interrupted; 141 stdout
-was closed early (e.g. `| head`), as for a process killed by SIGPIPE: the rest of the report is dropped quietly.
+image is read, or images that cannot be stacked together (different channel counts); 130 interrupted (Ctrl-C), and
+in `preprocess` 143 (SIGTERM) or 129 (SIGHUP), each after removing the scratch and temporary files; 141 stdout was
+closed early (e.g. `| head`), as for a process killed by SIGPIPE: the rest of the report is dropped quietly.
 
 One module per subcommand (`preprocess`, `bench`, `info`), each with an `add_<name>_arguments(parser)`; the
 helpers live apart: `common` (the error type, argument types, versions, the machine), `loading` (`--config`),
-`files` (inputs, images and the output file) and `chart` (`bench --plot`). Only this module knows all three
-subcommands, and none of the others imports it.
+`inputs` (files, folders and globs into the files to read), `decode` (reading images within bounds), `files` (the
+output file), `signals` (SIGTERM and friends as an exception) and `chart` (`bench --plot`). Only this module knows
+all three subcommands, and none of the others imports it.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from .. import __version__
@@ -29,6 +32,7 @@ from .common import PROG, CLIError
 from .files import OUTPUT_FORMATS
 from .info import add_info_arguments
 from .preprocess import add_preprocess_arguments
+from .signals import Interrupted
 
 EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a process killed by a closed pipe
 
@@ -80,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; nothing written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interruption:  # Ctrl-C; in `preprocess`, also SIGTERM and SIGHUP (cli/signals.py)
+        signum = getattr(interruption, "signum", signal.SIGINT)
+        by = f" by {signal.Signals(signum).name}" if isinstance(interruption, Interrupted) else ""
+        print(f"{PROG}: interrupted{by}; nothing written", file=sys.stderr)
+        return 128 + signum
 
 
 def stdout_closed() -> int:

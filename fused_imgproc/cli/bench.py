@@ -15,7 +15,8 @@ import numpy as np
 
 from .chart import PLOT_FORMATS, draw_bars, plot_format
 from .common import machine_description, positive_int, to_numpy, triton_status
-from .files import load_image, sample_paths
+from .decode import load_image
+from .files import sample_paths
 
 DEFAULT_REPEAT = 10
 TITLE = "CLIP preprocessing (shortest edge 224, bicubic, center crop 224)"

@@ -20,6 +20,15 @@ class CLIError(Exception):
     """A user error: reported as `fused-imgproc: error: <message>`, exit status 2, never a traceback."""
 
 
+def describe_error(error: BaseException) -> str:
+    """A one-line description of `error` for a message: an `OSError`'s text (e.g. "Permission denied"), else its
+    message, followed by its type where the message does not name it."""
+    message = str(error).strip() or type(error).__name__
+    if isinstance(error, OSError) and error.strerror:
+        message = error.strerror
+    return message if type(error).__name__ in message else f"{message} ({type(error).__name__})"
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:

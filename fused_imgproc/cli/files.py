@@ -1,14 +1,14 @@
-"""File side of `fused-imgproc preprocess`: expanding inputs, reading images, and writing the output file.
+"""Output side of `fused-imgproc preprocess`: the bundled samples and writing the output file.
 
 Outputs (`.npz`, `.safetensors`, `.pt`) hold `pixel_values` (N, C, H, W) and the source paths in order. Rows are
 appended batch by batch to a scratch file next to the output (so memory stays bounded whatever N is), and the final
 file is written to a temporary name in the same folder and renamed into place (`os.replace`): an interrupted run
-never leaves a half-written output under the requested name.
+never leaves a half-written output under the requested name, and `OutputWriter.close` removes the scratch and
+temporary files (the command runs it after an error, Ctrl-C, SIGTERM or SIGHUP too).
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -16,11 +16,10 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
 
-from .common import CLIError
+from .common import CLIError, describe_error
+from .inputs import IMAGE_EXTENSIONS
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 OUTPUT_FORMATS = (".npz", ".safetensors", ".pt")
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
 _SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "float64": "F64", "bfloat16": "BF16"}
@@ -29,70 +28,6 @@ _SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "float64": "F64", "bf
 def sample_paths() -> list[str]:
     """The bundled sample images (one per supported format), sorted."""
     return sorted(str(p) for p in SAMPLES_DIR.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
-def _walk(folder: str) -> list[str]:
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        found.extend(os.path.join(root, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS))
-    return sorted(found)
-
-
-def expand_inputs(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Image paths in order, and `(input, reason)` for each input that gave nothing.
-
-    An existing file is taken whatever its extension; a folder gives its images (recursively, sorted); anything
-    else with `*`, `?` or `[` is a glob (`**` recursive; matched folders are walked too). A path listed twice
-    (e.g. by a folder and a glob) is kept at its first position only.
-    """
-    paths, problems, seen = [], [], set()
-
-    def add(path: str) -> None:
-        key = os.path.normcase(os.path.abspath(path))
-        if key not in seen:
-            seen.add(key)
-            paths.append(path)
-
-    for item in inputs:
-        if os.path.isfile(item):
-            add(item)
-        elif os.path.isdir(item):
-            found = _walk(item)
-            if not found:
-                problems.append((item, f"folder contains no images ({', '.join(IMAGE_EXTENSIONS)})"))
-            for path in found:
-                add(path)
-        elif any(c in item for c in "*?["):
-            found = []
-            for match in sorted(glob.glob(item, recursive=True)):
-                if os.path.isdir(match):
-                    found.extend(_walk(match))
-                elif os.path.isfile(match):
-                    found.append(match)
-            if not found:
-                problems.append((item, "no files match this pattern"))
-            for path in found:
-                add(path)
-        elif os.path.lexists(item):
-            problems.append((item, "not a regular file or folder"))
-        else:
-            problems.append((item, "no such file or directory"))
-    return paths, problems
-
-
-def load_image(path: str) -> PIL.Image.Image:
-    """The decoded image (the first frame of an animation); any decoding problem raises."""
-    with PIL.Image.open(path) as image:
-        image.load()
-    return image
-
-
-def describe_error(error: BaseException) -> str:
-    message = str(error).strip() or type(error).__name__
-    if isinstance(error, OSError) and error.strerror:
-        message = error.strerror
-    return message if type(error).__name__ in message else f"{message} ({type(error).__name__})"
 
 
 class OutputWriter:

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import PIL.Image
 
 from ..backends import BackendUnavailableError
-from .common import PROG, CLIError, device_name, positive_int, to_numpy
-from .files import (
-    IMAGE_EXTENSIONS,
-    OUTPUT_FORMATS,
-    SAMPLES_DIR,
-    OutputWriter,
-    describe_error,
-    expand_inputs,
-    load_image,
-    sample_paths,
-)
+from .common import PROG, CLIError, describe_error, device_name, positive_int, to_numpy
+from .decode import DEFAULT_MAX_DECODED_MIB, DEFAULT_MAX_PIXELS, decoded_batches, pillow_bomb_check_off
+from .files import OUTPUT_FORMATS, SAMPLES_DIR, OutputWriter, sample_paths
+from .inputs import IMAGE_EXTENSIONS, expand_inputs
 from .loading import load_processor
+from .signals import interrupt_on_signals
 
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 PROBE_SIZES = ((24, 40), (40, 24), (31, 31))  # (height, width): landscape, portrait, square
@@ -41,7 +33,14 @@ def add_preprocess_arguments(p) -> None:
                    "(default: the bundled CLIP defaults, no network); it must give every image the same output "
                    "shape (a center crop, or a fixed height x width resize)")
     p.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
-                   help="images decoded and preprocessed at a time (default 32); memory grows with it")
+                   help="images preprocessed at a time (default 32; fewer when they would take more than half of "
+                   "--max-decoded-mib)")
+    p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"skip images with more pixels than this, read from the file's header, without decoding them "
+                   f"(default {DEFAULT_MAX_PIXELS}: 16384 x 16384; it replaces Pillow's decompression-bomb check)")
+    p.add_argument("--max-decoded-mib", type=positive_int, default=DEFAULT_MAX_DECODED_MIB, metavar="MIB",
+                   help="decoded images held at once, the batch being preprocessed plus those decoded ahead, counted "
+                   f"at 4 bytes per pixel (default {DEFAULT_MAX_DECODED_MIB} MiB; a larger image is processed alone)")
     p.add_argument("--device", default="cpu", type=device_name, help="cpu (default), cuda or cuda:N")
     p.add_argument("--dtype", default="float32", choices=DTYPES,
                    help="output dtype (default float32; bfloat16 needs torch and .safetensors or .pt)")
@@ -159,35 +158,20 @@ def process_batch(run: Preprocessor, images: list, names: list[str], report) -> 
             for chunk in process_batch(run, [image], [name], report)]
 
 
-def decoded_batches(batches: list[list[str]], report):
-    """`(images, paths, number of paths)` per batch; files that do not decode are reported and left out. Decoding
-    runs on a thread pool (Pillow releases the GIL) one batch ahead of the processor."""
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        def submit(batch):
-            return [(path, pool.submit(load_image, path)) for path in batch]
-
-        pending = submit(batches[0]) if batches else []
-        for k in range(len(batches)):
-            current, pending = pending, (submit(batches[k + 1]) if k + 1 < len(batches) else [])
-            images, names = [], []
-            for path, future in current:
-                try:
-                    images.append(future.result())
-                    names.append(path)
-                except Exception as error:  # noqa: BLE001 (any decoder failure is this file's problem)
-                    report(path, f"cannot read image: {describe_error(error)}")
-            yield images, names, len(current)
-
-
 def preprocess_command(args) -> int:
     inputs = list(args.inputs) + (sample_paths() if args.samples else [])
     if not inputs:
         raise CLIError("no inputs: give image files, folders or globs (or --samples for the bundled samples)")
-    writer = OutputWriter(args.out, args.dtype)  # an unwritable output fails here, before any work
-    try:
-        return _preprocess(args, inputs, writer)
-    finally:
-        writer.close()
+    writer = None
+    with interrupt_on_signals() as guard, pillow_bomb_check_off():
+        try:
+            with guard.deferred():  # a signal cannot fall between the temporary file's creation and `writer`
+                writer = OutputWriter(args.out, args.dtype)  # an unwritable output fails here, before any work
+            return _preprocess(args, inputs, writer)
+        finally:
+            if writer is not None:
+                with guard.deferred():  # after Ctrl-C, SIGTERM or SIGHUP too; a second signal waits for the cleanup
+                    writer.close()
 
 
 def _preprocess(args, inputs: list[str], writer: OutputWriter) -> int:
@@ -211,8 +195,7 @@ def _preprocess(args, inputs: list[str], writer: OutputWriter) -> int:
     bar = None
     for name, reason in problems:
         report(name, reason)
-    batches = [paths[i:i + args.batch_size] for i in range(0, len(paths), args.batch_size)]
-    if len(batches) > 1 and not args.quiet:
+    if len(paths) > args.batch_size and not args.quiet:
         try:
             from tqdm import tqdm
 
@@ -221,7 +204,8 @@ def _preprocess(args, inputs: list[str], writer: OutputWriter) -> int:
             pass
 
     done, low, high = [], np.inf, -np.inf
-    decoded = decoded_batches(batches, report)
+    decoded = decoded_batches(paths, report, batch_size=args.batch_size, max_pixels=args.max_pixels,
+                              max_decoded_bytes=args.max_decoded_mib * 2**20)
     try:
         for images, names, count in decoded:
             for chunk_names, rows in process_batch(run, images, names, report) if images else []:
