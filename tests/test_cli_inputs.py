@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import struct
+import threading
 import zlib
 from pathlib import Path
 
@@ -193,6 +194,30 @@ def test_decoding_ahead_stays_within_the_byte_budget(tmp_path, monkeypatch):
         batches.append(names)
         released += count
     assert [name for names in batches for name in names] == paths
+
+
+def test_stopping_early_does_not_wait_for_a_stuck_read(tmp_path, monkeypatch):
+    """An error or a signal in the consumer closes the batches; the cleanup must not wait for a read that hangs."""
+    paths = [str(write_image(tmp_path / f"{k}.png", (30, 40), seed=k)) for k in range(2)]
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+    original = decode.load_image
+
+    def stuck_on_the_second(path, *args):
+        if path == paths[1]:
+            started.set()
+            release.wait(30)
+            finished.set()
+        return original(path, *args)
+
+    monkeypatch.setattr(decode, "load_image", stuck_on_the_second)
+    batches = decode.decoded_batches(paths, None, batch_size=1, max_pixels=None, max_decoded_bytes=2**20)
+    try:
+        assert next(batches)[1] == [paths[0]]
+        assert started.wait(30)  # the second is being read meanwhile, and hangs
+        batches.close()
+        assert not finished.is_set()  # close() came back while the read still hangs
+    finally:
+        release.set()
 
 
 def test_max_decoded_mib_cuts_batches_and_an_image_larger_than_it_is_processed_alone(tmp_path, capsys, monkeypatch):

@@ -170,10 +170,12 @@ def decoded_batches(paths: list[str], report, *, batch_size: int, max_pixels: in
             decoder.fill()
             batch = decoder.take()
             if batch is None:
-                return
+                break
             decoder.fill()  # the next batch decodes while this one is processed
             images, names, count, nbytes = batch
             yield images, names, count
             decoder.held -= nbytes
-    finally:  # also on an error or an interruption: queued decodes are dropped, running ones finish
-        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:  # closed early, an error, a signal: drop queued decodes, and let the cleanup go on without
+        pool.shutdown(wait=False, cancel_futures=True)  # waiting for running ones (a read stuck on a dead disk)
+        raise
+    pool.shutdown(wait=True)
