@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip
 
-.PHONY: demo test bench clean
+.PHONY: demo test fuzz bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ demo: $(VENV)/.core
 
 test: $(VENV)/.test
 	$(PY) -m pytest -q tests benchmarks --benchmark-disable
+
+# The fuzz test's long profile (tests/test_fuzz.py): 5000 random examples instead of CI's fixed 1500. FUZZ_EXAMPLES,
+# FUZZ_SEED (repeat a run) and FUZZ_KEEP_GOING=1 (list every distinct failure) pass through the environment.
+fuzz: $(VENV)/.test
+	FUZZ_PROFILE=long $(PY) -m pytest -q -s tests/test_fuzz.py
 
 bench: $(VENV)/.test
 	$(PY) -m pytest -q benchmarks --benchmark-only --benchmark-columns=median,iqr,min,rounds --benchmark-sort=name
