@@ -141,9 +141,9 @@ def test_every_filter_through_the_pipeline(resample):
 
 def test_launches_do_not_grow_with_the_batch(monkeypatch):
     calls = []
-    for name in ("resample_out", "crop_normalize_out"):
-        op = getattr(torch.ops.fused_imgproc, name)
-        monkeypatch.setattr(torch.ops.fused_imgproc, name, lambda *a, _op=op, _n=name: (calls.append(_n), _op(*a)))
+    for name, launch in (("resample_out", "_resample_launch"), ("crop_normalize_out", "_crop_normalize_launch")):
+        real = getattr(triton_backend.ops, launch)
+        monkeypatch.setattr(triton_backend.ops, launch, lambda *a, _f=real, _n=name: (calls.append(_n), _f(*a)))
     proc = small_clip()
     rng = np.random.default_rng(4)
     for n in (1, 7, 20):

@@ -185,3 +185,17 @@ def test_host_images_are_refused_during_capture():
 def test_ops_are_registered():
     assert triton_backend.ops.crop_normalize is not None
     assert hasattr(torch.ops.fused_imgproc, "crop_normalize") and hasattr(torch.ops.fused_imgproc, "crop_normalize_out")
+
+
+def test_eager_launches_skip_the_dispatcher_but_traced_ones_use_the_ops(monkeypatch):
+    """Eagerly the backend calls the launchers directly (host time); under tracing it must call the registered ops."""
+    from fused_imgproc.backends import ops
+
+    seen = []
+    monkeypatch.setattr(ops, "_crop_normalize_launch", lambda *a: seen.append("direct"))
+    monkeypatch.setattr(torch.ops.fused_imgproc, "crop_normalize_out", lambda *a: seen.append("op"))
+    args = (torch.zeros(4, dtype=torch.uint8), *[None] * 10)
+    ops.crop_normalize_into(*args)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    ops.crop_normalize_into(*args)
+    assert seen == ["direct", "op"]

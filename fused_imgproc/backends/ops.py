@@ -13,6 +13,7 @@ import contextlib
 import threading
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensor
 
 from .._kernels import crop_normalize as K
 from .._kernels import resample as RK
@@ -26,17 +27,51 @@ def launch_guard():
     return INTERPRETER_LOCK if INTERPRETER_LOCK is not None else contextlib.nullcontext()
 
 
+def _crop_normalize_launch(src, desc, table, params, out, max_pixels, max_channels, do_rescale, do_normalize,
+                           channels_last, index_64) -> None:
+    with launch_guard():
+        K.crop_normalize(
+            src, desc, table, params, out, max_pixels=max_pixels, max_channels=max_channels, do_rescale=do_rescale,
+            do_normalize=do_normalize, channels_last=channels_last, index_64=index_64,
+        )
+
+
+def _resample_launch(src, dst, desc, coef, tiles, max_channels) -> None:
+    with launch_guard():
+        RK.resample(src, dst, desc, coef, tiles, max_channels=max_channels)
+
+
+def _traced(tensor: torch.Tensor) -> bool:
+    """Whether a graph is being captured by torch.compile / export (or fake tensors flow): then the launches must go
+    through the registered ops, which those systems know; eagerly they are called directly."""
+    return torch.compiler.is_compiling() or isinstance(tensor, FakeTensor)
+
+
+def crop_normalize_into(*args) -> None:
+    """`crop_normalize_out` as the backend calls it: through the op while tracing, directly when eager (the
+    dispatcher's Python layers cost more host time than the rest of a batch-1 call)."""
+    if _traced(args[0]):
+        torch.ops.fused_imgproc.crop_normalize_out(*args)
+    else:
+        _crop_normalize_launch(*args)
+
+
+def resample_into(*args) -> None:
+    """`resample_out` as the backend calls it (see `crop_normalize_into`)."""
+    if _traced(args[0]):
+        torch.ops.fused_imgproc.resample_out(*args)
+    else:
+        _resample_launch(*args)
+
+
 @torch.library.custom_op("fused_imgproc::crop_normalize_out", mutates_args=("out",))
 def crop_normalize_out(
     src: torch.Tensor, desc: torch.Tensor, table: torch.Tensor, params: torch.Tensor, out: torch.Tensor,
     max_pixels: int, max_channels: int, do_rescale: bool, do_normalize: bool, channels_last: bool, index_64: bool,
 ) -> None:
     """Writes the batch described by `desc` into the flat buffer `out` (see `_kernels.crop_normalize`)."""
-    with launch_guard():
-        K.crop_normalize(
-            src, desc, table, params, out, max_pixels=max_pixels, max_channels=max_channels, do_rescale=do_rescale,
-            do_normalize=do_normalize, channels_last=channels_last, index_64=index_64,
-        )
+    _crop_normalize_launch(src, desc, table, params, out, max_pixels, max_channels, do_rescale, do_normalize,
+                           channels_last, index_64)
 
 
 @crop_normalize_out.register_fake
@@ -68,8 +103,7 @@ def _(src, desc, table, params, out_numel, out_dtype, max_pixels, max_channels, 
 def resample_out(src: torch.Tensor, dst: torch.Tensor, desc: torch.Tensor, coef: torch.Tensor, tiles: torch.Tensor,
                  max_channels: int) -> None:
     """One Pillow resampling pass for every image of `desc` (see `_kernels.resample`), uint8 `src` -> `dst`."""
-    with launch_guard():
-        RK.resample(src, dst, desc, coef, tiles, max_channels=max_channels)
+    _resample_launch(src, dst, desc, coef, tiles, max_channels)
 
 
 @resample_out.register_fake

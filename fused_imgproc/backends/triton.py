@@ -46,7 +46,7 @@ from ..resample import GPU_FILTERS
 from . import (
     BackendUnavailableError,
     gpu_resize,
-    ops,  # noqa: F401  (registers the torch.library ops the launches go through)
+    ops,  # the launches (eagerly direct, through the registered torch.library ops while tracing)
     staging,
 )
 from . import numpy as numpy_backend
@@ -272,7 +272,7 @@ def _launch(plan, images, indices, on_device: bool, flat, out_offsets, device, c
     src, desc = stage(plan, images, indices, descriptor, device, float_src)
     vm = plan.value_map
     index_64 = max(src.numel(), flat.numel()) > INT32_INDEX_LIMIT
-    torch.ops.fused_imgproc.crop_normalize_out(
+    ops.crop_normalize_into(
         src, desc, table, params, flat, max_pixels, max_channels, vm.do_rescale, vm.do_normalize,
         not channels_first, index_64,
     )
@@ -392,6 +392,6 @@ def _device_gpu_resize(plan, indices, src, mappings, descriptor, device):
 def _run_passes(src, work, split, tables, channels) -> None:
     """Stage 1 reads `src` and writes `work`; stage 2 (two-pass images) reads `work[:split]`, writes `work[split:]`."""
     stage1, tiles1, stage2, tiles2, blob = tables
-    torch.ops.fused_imgproc.resample_out(src, work, stage1, blob, tiles1, channels)
+    ops.resample_into(src, work, stage1, blob, tiles1, channels)
     if len(stage2):
-        torch.ops.fused_imgproc.resample_out(work[:split], work[split:], stage2, blob, tiles2, channels)
+        ops.resample_into(work[:split], work[split:], stage2, blob, tiles2, channels)
