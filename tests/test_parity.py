@@ -273,3 +273,22 @@ def test_output_dtypes_and_layouts():
     _assert_identical(last, np.ascontiguousarray(base.transpose(0, 2, 3, 1)))
     listed = ours(images).pixel_values
     assert isinstance(listed, list) and all(np.array_equal(a, b) for a, b in zip(listed, base))
+
+
+@pytest.mark.parametrize("config", [
+    {"do_resize": False, "do_rescale": False, "do_normalize": False},
+    {"do_resize": False, "do_rescale": False},
+    {"do_resize": False},
+])
+@pytest.mark.parametrize("float_dtype", [np.float32, np.float64])
+def test_batch_mixing_uint8_and_float_images(config, float_dtype):
+    """Each image keeps its own dtype in a list; a stacked batch has the promoted dtype (found by the fuzz test)."""
+    images = [np.random.default_rng(8).integers(0, 256, (5, 4, 3), dtype=np.uint8),
+              np.full((5, 4, 3), 0.5, float_dtype)]
+    ours, ref = fi.ViTImageProcessor(**config), T.ViTImageProcessorPil(**config)
+    got = ours(images, input_data_format="channels_last").pixel_values
+    want = ref(images, input_data_format="channels_last").pixel_values
+    for a, b in zip(got, want, strict=True):
+        _assert_identical(a, b)
+    _assert_identical(ours(images, input_data_format="channels_last", return_tensors="np").pixel_values,
+                      ref(images, input_data_format="channels_last", return_tensors="np").pixel_values)

@@ -398,3 +398,14 @@ def test_auto_picks_triton_for_cuda():
     got = proc(GOOD, return_tensors="pt", device="cuda").pixel_values
     assert got.is_cuda
     assert_bits_equal(got, proc(GOOD, return_tensors="pt").pixel_values)
+
+
+def test_list_of_mixed_dtypes_keeps_each_images_dtype():
+    images = [np.random.default_rng(9).integers(0, 256, (5, 4, 3), dtype=np.uint8), np.full((5, 4, 3), 0.5, np.float32)]
+    for config in ({"do_resize": False, "do_rescale": False, "do_normalize": False}, {"do_resize": False}):
+        proc = fi.ViTImageProcessor(**config)
+        want = proc(images, input_data_format="channels_last").pixel_values
+        got = proc(images, input_data_format="channels_last", backend="triton", device=DEVICE).pixel_values
+        for a, b in zip(got, want, strict=True):
+            assert str(a.dtype).removeprefix("torch.") == b.dtype.name
+            assert np.array_equal(a.cpu().numpy(), b)

@@ -91,6 +91,8 @@ def _write_image(
             target[oy0:oy1, ox0:ox1] = values
         return
     table = _cast_table(plan.table(item), out_dtype)
+    if table.dtype != out.dtype and out_dtype != "bfloat16":
+        table = table.astype(out.dtype)  # a batch stacked in the promoted dtype of mixed sources (exact widening)
     for c in range(item.channels):
         target = channel(c)
         _fill_border(target, table[c, 0], oy0, oy1, ox0, ox1)
@@ -110,12 +112,14 @@ def _fill_border(target: np.ndarray, value, oy0: int, oy1: int, ox0: int, ox1: i
     target[oy0:oy1, ox1:] = value
 
 
-def output_dtype(plan: BatchPlan, images: list[PreparedImage], out_dtype) -> np.dtype:
+def output_dtype(plan: BatchPlan, images: list[PreparedImage], out_dtype, items=None) -> np.dtype:
+    """The dtype of the result of `images` (`items`: their plan entries, all of `plan.images` by default)."""
     if out_dtype == "bfloat16":
         return np.dtype(np.int16)
     if out_dtype is not None:
         return np.dtype(out_dtype)
-    return np.result_type(*(plan.output_dtype(item, image.dtype) for item, image in zip(plan.images, images)))
+    items = plan.images if items is None else items
+    return np.result_type(*(plan.output_dtype(item, image.dtype) for item, image in zip(items, images, strict=True)))
 
 
 def execute(
@@ -132,16 +136,20 @@ def execute(
         stack (`bool`, *optional*, defaults to `True`): return one (N, ...) array when every output has the same
             shape; otherwise (or when False) a list of arrays.
     """
-    dtype = output_dtype(plan, images, out_dtype)
     shapes = []
     for item in plan.images:
         h, w = item.geometry.out_hw
         shapes.append((item.channels, h, w) if channels_first else (h, w, item.channels))
     if stack and len(set(shapes)) == 1:
-        result = np.empty((len(shapes),) + shapes[0], dtype=dtype)
+        # One array: the promoted dtype of every image's result, as stacking transformers' outputs gives.
+        result = np.empty((len(shapes),) + shapes[0], dtype=output_dtype(plan, images, out_dtype))
         slots = list(result)
     else:
-        result = slots = [np.empty(shape, dtype=dtype) for shape in shapes]
+        # A list: each image keeps its own result dtype (uint8 stays uint8 when no rescale or normalize runs).
+        result = slots = [
+            np.empty(shape, dtype=output_dtype(plan, [image], out_dtype, [item]))
+            for shape, item, image in zip(shapes, plan.images, images, strict=True)
+        ]
 
     def work(i: int) -> None:
         _write_image(plan, plan.images[i], images[i], slots[i], channels_first, out_dtype)

@@ -228,7 +228,13 @@ def execute(
         return out
     if stack and uniform:
         return flat.view((len(shapes),) + shapes[0])
-    return [flat[out_offsets[i] : out_offsets[i + 1]].view(shape) for i, shape in enumerate(shapes)]
+    views = [flat[out_offsets[i] : out_offsets[i + 1]].view(shape) for i, shape in enumerate(shapes)]
+    if out_dtype is None:
+        # A list keeps each image's own result dtype, as the numpy backend's does (the batch buffer holds the
+        # promoted dtype, from which the narrower values come back exactly).
+        own = [numpy_backend.output_dtype(plan, [image], None, [item]).name for item, image in zip(plan.images, images)]
+        views = [v if getattr(torch, name, None) == v.dtype else v.to(getattr(torch, name)) for v, name in zip(views, own)]
+    return views
 
 
 def check_out(out, shape, dtype: torch.dtype, device: torch.device) -> None:
