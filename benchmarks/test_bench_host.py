@@ -6,7 +6,7 @@ host: argument checks, the plan, descriptors and tables, packing the staging buf
 stands in for a tensor already on the GPU. Inference servers call the processor once per request, so batch 1 is
 what they feel.
 
-    make bench-host     # or: .venv/bin/python -m pytest benchmarks/test_bench_host.py --benchmark-only
+    make bench          # or: .venv/bin/python -m pytest benchmarks/test_bench_host.py --benchmark-only
 
 Each case reports its median in microseconds; host-image cases also report, in `extra_info`, the ratio to a plain
 single-threaded copy of the bytes the call stages, measured in the same run. Nothing here asserts a time.
