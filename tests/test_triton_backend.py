@@ -409,3 +409,20 @@ def test_list_of_mixed_dtypes_keeps_each_images_dtype():
         for a, b in zip(got, want, strict=True):
             assert str(a.dtype).removeprefix("torch.") == b.dtype.name
             assert np.array_equal(a.cpu().numpy(), b)
+
+
+def test_cached_resize_plans_follow_shapes_offsets_and_configs():
+    """The device path caches its resize plan by geometry, source mapping and output offsets: interleaved calls
+    that differ in any of them each get their own plan (compared with the numpy backend)."""
+    rng = np.random.default_rng(11)
+    base = torch.from_numpy(rng.integers(0, 256, (2, 40, 50, 3), dtype=np.uint8)).to(DEVICE)
+    calls = [
+        ({}, [base[0]]), ({}, [base[1]]), ({"size": {"shortest_edge": 20}}, [base[0]]),
+        ({}, [base[0][:30]]), ({}, [base[1], base[0]]), ({}, [base[0], base[1]]), ({}, [base[0]]),
+    ]
+    for _ in range(2):
+        for config, tensors in calls:
+            proc = fi.CLIPImageProcessor(crop_size={"height": 16, "width": 18}, **config)
+            got = proc(tensors, return_tensors="pt", backend="triton", device=DEVICE).pixel_values
+            want = proc([t.cpu().numpy() for t in tensors], return_tensors="np").pixel_values
+            assert np.array_equal(got.cpu().numpy(), want), (config, [tuple(t.shape) for t in tensors])
