@@ -173,3 +173,15 @@ def plan_passes(items, mappings, resize_here) -> tuple[PassPlan, list]:
             final = passes.add_copy((y1 - y0, x1 - x0, item.channels), window)
         sources.append((final, ((x1 - x0) * item.channels, item.channels, 1)))
     return passes, sources
+
+
+@functools.lru_cache(maxsize=256)
+def planned(items: tuple, mappings: tuple, resize_here: tuple):
+    """`plan_passes` + `finish`, memoised on its (hashable) arguments: a repeated shape skips the planning.
+
+    Returns `(split, final, channels, tables, sources)`; `tables` and `sources` are shared between calls: they are
+    only copied into staging buffers, never modified.
+    """
+    passes, sources = plan_passes(items, mappings, resize_here)
+    split, tables = passes.finish()
+    return split, passes.final, passes.channels, tuple(tables), tuple(sources)

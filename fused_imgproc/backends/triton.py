@@ -339,13 +339,13 @@ def _stage_host_gpu_resize(plan, images, indices, descriptor, device):
     for start, (pixels, (row0, col0)) in zip(starts, parts):
         row, col = pixels.shape[1] * pixels.shape[2], pixels.shape[2]
         mappings.append((int(start) - row0 * row - col0 * col, row, col, 1))
-    passes, sources = gpu_resize.plan_passes([plan.images[i] for i in indices], mappings, resize_here)
-    split, tables = passes.finish()
+    items = tuple(plan.images[i] for i in indices)
+    split, final, channels, tables, sources = gpu_resize.planned(items, tuple(mappings), tuple(resize_here))
     (*tables_t, desc_t), pixels_t, _ = staging.upload_sections(
         [*tables, descriptor(sources)], windows, np.dtype(np.uint8), device, run, transient=True
     )
-    work = torch.empty(split + passes.final, dtype=torch.uint8, device=device)
-    _run_passes(pixels_t, work, split, tables_t, passes.channels)
+    work = torch.empty(split + final, dtype=torch.uint8, device=device)
+    _run_passes(pixels_t, work, split, tables_t, channels)
     return work[split:], desc_t
 
 
@@ -388,11 +388,11 @@ def _device_gpu_resize(plan, indices, src, mappings, descriptor, device):
     items = tuple(plan.images[i] for i in indices)
 
     def build():
-        passes, sources = gpu_resize.plan_passes(items, mappings, [item.geometry.resample is not None for item in items])
-        split, tables = passes.finish()
-        tables.append(descriptor(sources))
+        resize_here = tuple(item.geometry.resample is not None for item in items)
+        split, final, channels, tables, sources = gpu_resize.planned(items, tuple(mappings), resize_here)
+        tables = [*tables, descriptor(sources)]
         uploaded = staging.upload_sections(tables, [], np.dtype(np.uint8), device, staging.runner(1))[0]
-        return split, passes.final, passes.channels, uploaded
+        return split, final, channels, uploaded
 
     # Keyed by what the pass plan is computed from, so a repeated fixed-shape call skips planning altogether.
     key = (device, "resize", items, tuple(mappings), descriptor.key)
