@@ -184,9 +184,10 @@ def test_fetch_images(image_files, http_root):
     paths = [str(image_files / "rotated.jpg"), str(image_files / "alpha.png")]
     with open(paths[1], "rb") as f:
         encoded = base64.b64encode(f.read()).decode()
+    wrapped = "\n".join(encoded[i:i + 76] for i in range(0, len(encoded), 76))  # MIME-style lines, as decodebytes takes
     sources = [*paths, (image_files / "alpha.png").as_uri(), encoded, "data:image/png;base64," + encoded,
-               f"{http_root}/rotated.jpg"]
-    expected = [np.asarray(ref.fetch_images(paths[i])) for i in (0, 1, 1, 1, 1, 0)]
+               f"{http_root}/rotated.jpg", wrapped]
+    expected = [np.asarray(ref.fetch_images(paths[i])) for i in (0, 1, 1, 1, 1, 0, 1)]
     got = proc.fetch_images(sources)
     assert len(got) == len(sources)
     for image, want in zip(got, expected, strict=True):
