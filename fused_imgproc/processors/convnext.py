@@ -33,16 +33,6 @@ class _CropPctMixin:
         return values
 
 
-def _check_resample_argument(resample) -> None:
-    """transformers 4.x ordered these families' resize arguments (size, crop_pct, resample); 5.x, like us, orders
-    them (size, resample, crop_pct). A float where the filter goes is a 4.x-style call: say so instead of guessing."""
-    if isinstance(resample, float):
-        raise TypeError(
-            f"resample must be a PILImageResampling value (an int), got {resample!r}: resize's arguments are (image, "
-            "size, resample, crop_pct), as in transformers 5; pass crop_pct by keyword"
-        )
-
-
 class ConvNextImageProcessor(_CropPctMixin, BaseImageProcessor):
     """ConvNeXt: below 384, resize the shortest edge to `int(se / crop_pct)` and crop se x se; else warp."""
 
@@ -71,7 +61,6 @@ class ConvNextImageProcessor(_CropPctMixin, BaseImageProcessor):
             data_format (`ChannelDimension` or `str`, *optional*): Layout of the output; the input's when not given.
             input_data_format (`ChannelDimension` or `str`, *optional*): Layout of `image`; inferred when not given.
         """
-        _check_resample_argument(resample)
         return self._resize_image(image, size, resample, data_format, input_data_format, kwargs.get("reducing_gap"),
                                   crop_pct=crop_pct)
 
@@ -143,7 +132,6 @@ class PoolFormerImageProcessor(_CropPctMixin, BaseImageProcessor):
             data_format (`ChannelDimension` or `str`, *optional*): Layout of the output; the input's when not given.
             input_data_format (`ChannelDimension` or `str`, *optional*): Layout of `image`; inferred when not given.
         """
-        _check_resample_argument(resample)
         return self._resize_image(image, size, resample, data_format, input_data_format, kwargs.get("reducing_gap"),
                                   crop_pct=crop_pct)
 

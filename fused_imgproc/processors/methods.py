@@ -102,7 +102,12 @@ class ImageOpsMixin:
     def _resize_image(self, image, size, resample, data_format, input_data_format, reducing_gap=None, **extras):
         """The family's resize geometry (`_resize_geometry`), executed by the functional `resize`/`center_crop`."""
         if resample is not None and (isinstance(resample, bool) or not isinstance(resample, (int, np.integer))):
-            raise TypeError(f"resample must be a PILImageResampling value (an int), got {resample!r}")
+            hint = ""
+            if isinstance(resample, float) and "crop_pct" in self.extra_config_keys:
+                # transformers 4 ordered ConvNeXt's and PoolFormer's arguments (size, crop_pct, resample)
+                hint = (": resize's arguments are (image, size, resample, crop_pct), as in transformers 5; pass crop_pct "
+                        "by keyword")
+            raise TypeError(f"resample must be a PILImageResampling value (an int), got {resample!r}{hint}")
         resample = PILImageResampling(int(resample)) if resample is not None else PILImageResampling.BILINEAR
         size = get_size_dict(size, default_to_square=self.default_to_square)
         if isinstance(image, PIL.Image.Image):
