@@ -232,8 +232,9 @@ def execute(
     if out_dtype is None:
         # A list keeps each image's own result dtype, as the numpy backend's does (the batch buffer holds the
         # promoted dtype, from which the narrower values come back exactly).
-        own = [numpy_backend.output_dtype(plan, [image], None, [item]).name for item, image in zip(plan.images, images)]
-        views = [v if getattr(torch, name, None) == v.dtype else v.to(getattr(torch, name)) for v, name in zip(views, own)]
+        own = [getattr(torch, numpy_backend.output_dtype(plan, [image], None, [item]).name)
+               for item, image in zip(plan.images, images)]
+        views = [v if v.dtype == dtype else v.to(dtype) for v, dtype in zip(views, own)]
     return views
 
 
@@ -266,16 +267,7 @@ def _launch(plan, images, indices, on_device: bool, flat, out_offsets, device, c
         table, table_offsets = _value_tables(plan, items, flat.dtype, device)
         params = table
 
-    def descriptor(sources) -> np.ndarray:
-        """(N, DESC_FIELDS) int64 rows from each image's (source offset, (SY, SX, SC))."""
-        rows = [
-            _row(item, int(out_offsets[i]), table_offsets.get((item.channels, item.source == UNIT_FLOAT), 0), *src)
-            for i, item, src in zip(indices, items, sources)
-        ]
-        return np.array(rows, dtype=np.int64).reshape(-1, K.DESC_FIELDS)
-
-    # Everything the rows depend on besides the images' plans and sources: a cache key for device batches.
-    descriptor.key = (tuple(int(out_offsets[i]) for i in indices), tuple(sorted(table_offsets.items())))
+    descriptor = _Descriptor(items, [int(out_offsets[i]) for i in indices], table_offsets)
     stage = _stage_device if on_device else _stage_host
     src, desc = stage(plan, images, indices, descriptor, device, float_src)
     vm = plan.value_map
@@ -284,6 +276,23 @@ def _launch(plan, images, indices, on_device: bool, flat, out_offsets, device, c
         src, desc, table, params, flat, max_pixels, max_channels, vm.do_rescale, vm.do_normalize,
         not channels_first, index_64,
     )
+
+
+class _Descriptor:
+    """Builds a launch group's crop/normalize descriptor: `descriptor(sources)` gives the (N, DESC_FIELDS) int64 rows
+    from each image's (source offset, (SY, SX, SC)). `key` is everything the rows depend on besides the images'
+    plans and sources (output and table offsets), for caches keyed by shape."""
+
+    def __init__(self, items, out_offsets: list[int], table_offsets: dict):
+        self.items, self.out_offsets, self.table_offsets = items, out_offsets, table_offsets
+        self.key = (tuple(out_offsets), tuple(sorted(table_offsets.items())))
+
+    def __call__(self, sources) -> np.ndarray:
+        rows = [
+            _row(item, offset, self.table_offsets.get((item.channels, item.source == UNIT_FLOAT), 0), *src)
+            for item, offset, src in zip(self.items, self.out_offsets, sources)
+        ]
+        return np.array(rows, dtype=np.int64).reshape(-1, K.DESC_FIELDS)
 
 
 def _row(item, out_offset: int, table_offset: int, src_offset: int, strides) -> list[int]:
