@@ -129,3 +129,12 @@ def check_call_bytes(estimate: int, what: str) -> None:
             f"{what} needs about {estimate / 2**30:.2f} GiB, over the limit of {limit / 2**30:.2f} GiB "
             "(fused_imgproc.set_limits(max_call_bytes=...) or FUSED_IMGPROC_MAX_CALL_BYTES changes it)"
         )
+
+
+PILLOW_MAX_SIDE = 2**31 - 1  # Pillow stores sizes in C ints: a larger side is an OverflowError there
+
+
+def check_pillow_sides(height: int, width: int, what: str) -> None:
+    """`ValueError` for a resize side Pillow cannot represent, whatever the limits above (they may be disabled)."""
+    if max(height, width) > PILLOW_MAX_SIDE:
+        raise ValueError(f"{what} would be {height}x{width}: Pillow's sides are below 2**31")

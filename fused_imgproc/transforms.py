@@ -30,7 +30,7 @@ from .image_utils import (
     pil_to_rgb,
     rescale_for_pil_conversion,
 )
-from .limits import check_pixels
+from .limits import check_pillow_sides, check_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -354,8 +354,7 @@ def resize(image, size, resample=None, reducing_gap=None, data_format=None, retu
         if value <= 0:
             raise ValueError(f"resize size must be positive, got (height, width) = ({height}, {width})")
     check_pixels(height, width, "The resized image")
-    if max(height, width) >= 2**31:
-        raise ValueError(f"resize size must be below 2**31 on each side (Pillow's limit), got ({height}, {width})")
+    check_pillow_sides(height, width, "The resized image")
     if is_torch_tensor(image):
         image = image.numpy()
     is_pil = isinstance(image, PIL.Image.Image)

@@ -201,3 +201,12 @@ def test_float32_bounds_agree_with_numpy():
             assert _finite_in_float32(value) == bool(np.isfinite(single)), value
             if np.isfinite(value):
                 assert _zero_in_float32(value) == (single == 0), value
+
+
+def test_pillow_sides_are_bounded_even_with_the_limits_disabled():
+    image = np.zeros((5, 6, 3), np.uint8)
+    with limits.set_limits(max_image_pixels=None, max_aspect_ratio=None, max_call_bytes=None):
+        with pytest.raises(ValueError, match="Pillow's sides are below 2\\*\\*31"):
+            fi.resize(image, (2**31, 1))
+        with pytest.raises(ValueError, match="Image 0 \\(5x6\\) resized would be 2147483648x1"):
+            fi.ViTImageProcessor(size={"height": 2**31, "width": 1})(image)

@@ -25,7 +25,7 @@ from ..image_utils import (
     make_flat_list_of_images,
     prepare_image,
 )
-from ..limits import check_aspect_ratio, check_call_bytes, check_pixels
+from ..limits import check_aspect_ratio, check_call_bytes, check_pillow_sides, check_pixels
 from ..plan import BatchPlan, ImagePlan, classify_source, make_value_map
 from ..transforms import get_size_dict
 from .methods import ImageOpsMixin
@@ -336,8 +336,7 @@ def _check_resources(prepared, geometries, out_dtype) -> None:
         if geometry.resample is not None:
             check_pixels(*geometry.resize_hw, f"{name} resized")
             check_aspect_ratio(*geometry.resize_hw, f"{name} resized")
-            if max(geometry.resize_hw) >= 2**31:  # Pillow's own bound, whatever the limits
-                raise ValueError(f"{name} would be resized to {geometry.resize_hw}: Pillow's sides are below 2**31")
+            check_pillow_sides(*geometry.resize_hw, f"{name} resized")
         check_pixels(*geometry.out_hw, f"{name}'s output")
         total += geometry.working_bytes(image.channels, itemsize)
     check_call_bytes(total, f"This call ({len(geometries)} image(s))")
