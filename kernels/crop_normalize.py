@@ -30,6 +30,20 @@ INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 INT32_MAX = 2**31 - 1
 
 
+def next_power_of_2(n: int) -> int:
+    """`triton.next_power_of_2` for n >= 1 in plain Python: Triton 3.x routes its own through the constexpr machinery,
+    which costs microseconds of host time per launch."""
+    return 1 << (n - 1).bit_length()
+
+
+def launch_device(tensor: torch.Tensor):
+    """The context a launch runs in: `tensor`'s GPU made current, when it is not already (switching costs host
+    time)."""
+    if tensor.is_cuda and tensor.device.index != torch.cuda.current_device():
+        return torch.cuda.device(tensor.device)
+    return contextlib.nullcontext()
+
+
 @triton.jit
 def _crop_normalize_kernel(
     src_ptr,
@@ -126,7 +140,7 @@ def _block_size(max_pixels: int) -> tuple[int, int]:
     """(BLOCK, num_warps): 1024 pixels and 4 warps on a GPU; under the interpreter, whose cost is per program,
     one program per image of up to 4096 pixels."""
     if INTERPRETED:
-        return min(4096, triton.next_power_of_2(max(max_pixels, 16))), 1
+        return min(4096, next_power_of_2(max(max_pixels, 16))), 1
     return 1024, 4
 
 
@@ -152,30 +166,43 @@ def crop_normalize(
     """
     if desc.dtype != torch.int64 or desc.dim() != 2 or desc.shape[1] != DESC_FIELDS or not desc.is_contiguous():
         raise ValueError(f"desc must be a contiguous (N, {DESC_FIELDS}) int64 tensor, got {tuple(desc.shape)}")
-    if src.dtype not in (torch.uint8, torch.float32):
-        raise TypeError(f"src must be uint8 or float32, got {src.dtype}")
-    if not 1 <= max_channels <= 4:
-        raise ValueError(f"max_channels must be 1..4, got {max_channels}")
     devices = {t.device for t in (src, desc, table, params, out)}
     if len(devices) != 1:
         raise ValueError(f"all tensors must be on one device, got {sorted(map(str, devices))}")
-    n = desc.shape[0]
-    if n == 0 or max_pixels == 0:
-        return
-    block, num_warps = _block_size(max_pixels)
-    tiles = triton.cdiv(max_pixels, block)
-    if n * tiles > INT32_MAX:
-        raise ValueError(f"{n} images of up to {max_pixels} pixels need more than 2**31 programs")
-    with torch.cuda.device(out.device) if out.is_cuda else contextlib.nullcontext():  # launch on out's GPU
-        _crop_normalize_kernel[(n * tiles,)](
-            src, desc, table, params, out, tiles,
-            MAX_C=max_channels,
-            FLOAT_SRC=src.dtype == torch.float32,
-            DO_RESCALE=do_rescale,
-            DO_NORMALIZE=do_normalize,
-            ROUND_BF16=out.dtype == torch.bfloat16 and src.dtype == torch.float32,
-            CHANNELS_LAST=channels_last,
-            INDEX_64=index_64,
-            BLOCK=block,
-            num_warps=num_warps,
-        )
+    launch = CropNormalizeLaunch(desc.shape[0], max_pixels, max_channels, do_rescale, do_normalize, channels_last,
+                                 src.dtype, out.dtype)
+    launch(src, desc, table, params, out, index_64)
+
+
+class CropNormalizeLaunch:
+    """A launch whose configuration (everything but the tensors and the index width) is checked and computed once:
+    the Triton backend keeps one per launch group of a cached call, so that a call only launches."""
+
+    def __init__(self, n: int, max_pixels: int, max_channels: int, do_rescale: bool, do_normalize: bool,
+                 channels_last: bool, src_dtype: torch.dtype, out_dtype: torch.dtype):
+        if src_dtype not in (torch.uint8, torch.float32):
+            raise TypeError(f"src must be uint8 or float32, got {src_dtype}")
+        if not 1 <= max_channels <= 4:
+            raise ValueError(f"max_channels must be 1..4, got {max_channels}")
+        block, num_warps = _block_size(max_pixels)
+        self.tiles = -(-max_pixels // block)
+        self.empty = n == 0 or max_pixels == 0
+        if n * self.tiles > INT32_MAX:
+            raise ValueError(f"{n} images of up to {max_pixels} pixels need more than 2**31 programs")
+        self.kernel = _crop_normalize_kernel[(n * self.tiles,)]
+        self.constants = {
+            "MAX_C": max_channels,
+            "FLOAT_SRC": src_dtype == torch.float32,
+            "DO_RESCALE": do_rescale,
+            "DO_NORMALIZE": do_normalize,
+            "ROUND_BF16": out_dtype == torch.bfloat16 and src_dtype == torch.float32,
+            "CHANNELS_LAST": channels_last,
+            "BLOCK": block,
+            "num_warps": num_warps,
+        }
+
+    def __call__(self, src, desc, table, params, out, index_64: bool) -> None:
+        if self.empty:
+            return
+        with launch_device(out):  # on out's GPU
+            self.kernel(src, desc, table, params, out, self.tiles, INDEX_64=index_64, **self.constants)

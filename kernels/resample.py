@@ -17,14 +17,12 @@ A descriptor row of `DESC_FIELDS` int64 per image says which outputs to compute 
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 import triton
 import triton.language as tl
 
-from .crop_normalize import INT32_MAX, INTERPRETED
+from .crop_normalize import INT32_MAX, INTERPRETED, launch_device, next_power_of_2
 
 SRC, S_OTHER, S_AXIS, SC, DST, D_OTHER, D_AXIS, N_OTHER, N_AXIS, OTHER0, AXIS0, COEF, OUT, KSIZE, CH = range(15)
 DESC_FIELDS = 15
@@ -111,12 +109,23 @@ def resample(src: torch.Tensor, dst: torch.Tensor, desc: torch.Tensor, coef: tor
                         f"{coef.dtype}")
     if tiles.dtype != torch.int32 or tiles.dim() != 2 or tiles.shape[1] != 2 or not tiles.is_contiguous():
         raise ValueError(f"tiles must be a contiguous (T, 2) int32 tensor, got {tuple(tiles.shape)}")
-    if not 1 <= max_channels <= 4:
-        raise ValueError(f"max_channels must be 1..4, got {max_channels}")
-    if tiles.shape[0] == 0:
-        return
-    if tiles.shape[0] > INT32_MAX:
-        raise ValueError(f"{tiles.shape[0]} tiles: more than 2**31 programs")
-    with torch.cuda.device(dst.device) if dst.is_cuda else contextlib.nullcontext():
-        _resample_kernel[(tiles.shape[0],)](src, dst, desc, coef, tiles, CP=triton.next_power_of_2(max_channels),
-                                            TAPS=TAPS, BLOCK=BLOCK, num_warps=NUM_WARPS)
+    ResampleLaunch(tiles.shape[0], max_channels)(src, dst, desc, coef, tiles)
+
+
+class ResampleLaunch:
+    """One pass's launch with its configuration (program count, channel block) checked and computed once."""
+
+    def __init__(self, n_tiles: int, max_channels: int):
+        if not 1 <= max_channels <= 4:
+            raise ValueError(f"max_channels must be 1..4, got {max_channels}")
+        if n_tiles > INT32_MAX:
+            raise ValueError(f"{n_tiles} tiles: more than 2**31 programs")
+        self.empty = n_tiles == 0
+        self.kernel = _resample_kernel[(n_tiles,)]
+        self.constants = {"CP": next_power_of_2(max_channels), "TAPS": TAPS, "BLOCK": BLOCK, "num_warps": NUM_WARPS}
+
+    def __call__(self, src, dst, desc, coef, tiles) -> None:
+        if self.empty:
+            return
+        with launch_device(dst):
+            self.kernel(src, dst, desc, coef, tiles, **self.constants)

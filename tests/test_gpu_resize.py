@@ -3,6 +3,8 @@ processors, to the numpy backend."""
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -59,7 +61,9 @@ def gpu_resize_batch(images, out_sizes, resample):
         return np.zeros((len(sources), 13), dtype=np.int64)
 
     device = triton_backend.resolve_device(DEVICE)
-    work, _ = triton_backend._stage_host(plan, prepared, list(range(len(images))), descriptor, device, False)
+    launch = types.SimpleNamespace(float_src=False, descriptor=descriptor)  # what a host group needs of its launch
+    group = triton_backend._HostGroup(plan, prepared, list(range(len(images))), launch, device)
+    work, _ = group.stage(prepared)
     work = work.cpu().numpy()
     results = []
     for (offset, (row, col, _)), (h, w) in zip(captured, out_sizes):
@@ -141,9 +145,10 @@ def test_every_filter_through_the_pipeline(resample):
 
 def test_launches_do_not_grow_with_the_batch(monkeypatch):
     calls = []
-    for name, launch in (("resample_out", "_resample_launch"), ("crop_normalize_out", "_crop_normalize_launch")):
+    for name, launch in (("resample_out", "resample_into"), ("crop_normalize_out", "crop_normalize_into")):
         real = getattr(triton_backend.ops, launch)
-        monkeypatch.setattr(triton_backend.ops, launch, lambda *a, _f=real, _n=name: (calls.append(_n), _f(*a)))
+        monkeypatch.setattr(triton_backend.ops, launch,
+                            lambda *a, _f=real, _n=name, **k: (calls.append(_n), _f(*a, **k)))
     proc = small_clip()
     rng = np.random.default_rng(4)
     for n in (1, 7, 20):

@@ -47,19 +47,26 @@ def _traced(tensor: torch.Tensor) -> bool:
     return torch.compiler.is_compiling() or isinstance(tensor, FakeTensor)
 
 
-def crop_normalize_into(*args) -> None:
+def crop_normalize_into(*args, launch=None) -> None:
     """`crop_normalize_out` as the backend calls it: through the op while tracing, directly when eager (the
-    dispatcher's Python layers cost more host time than the rest of a batch-1 call)."""
+    dispatcher's Python layers cost more host time than the rest of a batch-1 call). `launch`: the call's
+    `K.CropNormalizeLaunch`, configured once, for the eager launch."""
     if _traced(args[0]):
         torch.ops.fused_imgproc.crop_normalize_out(*args)
+    elif launch is not None:
+        with launch_guard():
+            launch(*args[:5], args[-1])
     else:
         _crop_normalize_launch(*args)
 
 
-def resample_into(*args) -> None:
-    """`resample_out` as the backend calls it (see `crop_normalize_into`)."""
+def resample_into(*args, launch=None) -> None:
+    """`resample_out` as the backend calls it (see `crop_normalize_into`; `launch`: an `RK.ResampleLaunch`)."""
     if _traced(args[0]):
         torch.ops.fused_imgproc.resample_out(*args)
+    elif launch is not None:
+        with launch_guard():
+            launch(*args[:5])
     else:
         _resample_launch(*args)
 

@@ -3,6 +3,7 @@ upload, and a cache of small device tensors (value tables, descriptors) for fixe
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 
@@ -48,6 +49,15 @@ class DeviceCache:
 
 TABLES = DeviceCache()
 DESCRIPTORS = DeviceCache()
+# Objects holding device tables that a captured CUDA graph reads (programs first run during a capture): kept alive
+# for the life of the process, whatever the caches evict.
+_CAPTURED: list = []
+
+
+def pin(holder) -> None:
+    """Keeps `holder` (and the device tensors it references) alive for the rest of the process."""
+    with DESCRIPTORS.lock:
+        _CAPTURED.append(holder)
 
 
 class _PinnedRing:
@@ -138,30 +148,60 @@ def runner(n: int):
     return lambda f, count: list(pool.map(f, range(count)))
 
 
-def upload_sections(tables: list[np.ndarray], windows: list[np.ndarray], dtype: np.dtype, device, run,
-                    transient: bool = False):
-    """One staging buffer holding `tables` (each 64-byte aligned) then every window packed back to back, in one
-    upload (`transient`: see `upload`). Returns the device views of the tables, of the pixels, and each window's
-    element offset."""
+def upload_tables(tables: list[np.ndarray], device) -> list[torch.Tensor]:
+    """Device copies of `tables` (each 64-byte aligned in one staging buffer) in one upload; kept by the caller."""
     offsets, position = [], 0
     for table in tables:
         offsets.append(position)
         position = -(-(position + table.nbytes) // ALIGN) * ALIGN
-    starts = np.concatenate([[0], np.cumsum([w.size for w in windows])]).astype(np.int64)
-    nbytes = position + int(starts[-1]) * dtype.itemsize
 
     def fill(view):
         for table, offset in zip(tables, offsets):
             view[offset : offset + table.nbytes] = table.view(np.uint8).reshape(-1)
-        values = view[position:nbytes].view(dtype)
 
-        def copy(k):
-            np.copyto(values[starts[k] : starts[k + 1]].reshape(windows[k].shape), windows[k])
-
-        run(copy, len(windows))
-
-    buffer = upload(nbytes, fill, device, transient)
-    views = [
+    buffer = upload(position, fill, device)
+    return [
         buffer[o : o + t.nbytes].view(torch.from_numpy(t[:0]).dtype).view(t.shape) for t, o in zip(tables, offsets)
     ]
-    return views, buffer[position:nbytes].view(torch.from_numpy(np.empty(0, dtype)).dtype), starts
+
+
+def upload_windows(windows: list[np.ndarray], starts: np.ndarray, dtype: np.dtype, device) -> torch.Tensor:
+    """The pixel windows packed back to back (window k at element `starts[k]`) in a transient upload (see `upload`):
+    the one copy of a call's host pixels. Returns the device buffer as a flat tensor of `dtype`.
+
+    A large batch is copied by every core at once, in contiguous runs of windows of about equal bytes (the calling
+    thread takes one run itself); a small one by the calling thread alone, where handing work to a pool costs more
+    than it saves."""
+    nbytes = int(starts[-1]) * dtype.itemsize
+    pool = numpy_backend._pool() if len(windows) > 1 and nbytes >= PARALLEL_COPY_BYTES else None
+
+    def fill(view):
+        values = view.view(dtype)
+
+        def copy(run):
+            for k in range(*run):
+                np.copyto(values[starts[k] : starts[k + 1]].reshape(windows[k].shape), windows[k])
+
+        if pool is None:
+            copy((0, len(windows)))
+            return
+        runs = balanced_runs(starts, pool._max_workers)
+        pending = [pool.submit(copy, run) for run in runs[1:]]
+        copy(runs[0])
+        for future in pending:
+            future.result()
+
+    buffer = upload(nbytes, fill, device, transient=True)
+    return buffer if dtype == np.uint8 else buffer.view(torch.float32)
+
+
+PARALLEL_COPY_BYTES = 4 << 20  # below this, one thread copies a call's pixels
+
+
+def balanced_runs(starts: np.ndarray, parts: int) -> list[tuple[int, int]]:
+    """Splits items `[0, n)` with element offsets `starts` (n + 1 of them) into at most `parts` contiguous runs of
+    about equal size (none empty)."""
+    n = len(starts) - 1
+    cuts = np.searchsorted(starts, starts[-1] * np.arange(1, parts) / parts, side="left")
+    bounds = sorted({0, n, *(int(c) for c in cuts if 0 < c < n)})
+    return list(itertools.pairwise(bounds))

@@ -34,6 +34,7 @@ import PIL.Image
 import torch
 
 from .._kernels import crop_normalize as K
+from .._kernels import resample as RK
 from ..image_utils import (
     ChannelDimension,
     PreparedImage,
@@ -41,7 +42,7 @@ from ..image_utils import (
     is_torch_tensor,
     prepare_image,
 )
-from ..plan import RAW, UNIT_FLOAT, BatchPlan
+from ..plan import RAW, UINT8, UNIT_FLOAT, BatchPlan
 from ..resample import GPU_FILTERS
 from . import (
     BackendUnavailableError,
@@ -123,6 +124,51 @@ def _stays_on_device(image, device: torch.device, resize_filter) -> bool:
     return image.dtype == torch.uint8 and resize_filter in GPU_FILTERS
 
 
+def view_recipe(image, prepared: PreparedImage):
+    """A function `f(image)` that redoes `prepare`'s work with views alone (a permute, an expand) for any input of the
+    same type, shape, dtype, strides and device as `image`, or None when `prepare` did more than take a view (a
+    conversion, a copy, a value scan: anything but uint8). A processor's call cache replays `f` instead of
+    `prepare`; the recipe is accepted only when it reproduces this image's prepared view exactly (same memory,
+    shape and strides), so it is the same preparation."""
+    if is_torch_tensor(image):
+        if image.dtype != torch.uint8:
+            return None
+        if prepared.tensor is not None:
+            target = prepared.tensor
+            for recipe in _TENSOR_RECIPES:
+                try:
+                    view = recipe(image)
+                except RuntimeError:  # an expand of more than one channel
+                    continue
+                if (view.data_ptr() == target.data_ptr() and view.shape == target.shape
+                        and view.stride() == target.stride() and view.device == target.device):
+                    return lambda x, recipe=recipe: PreparedImage(tensor=recipe(x))
+            return None
+        image = image.detach().numpy()
+        candidates = [(lambda x: x.detach().numpy(), lambda x: x.detach().numpy().transpose(1, 2, 0))]
+    elif isinstance(image, np.ndarray) and image.dtype == np.uint8:
+        candidates = [(lambda x: x, lambda x: x.transpose(1, 2, 0))]
+    else:
+        return None
+    target = prepared.array
+    if target is None:
+        return None
+    for as_array, chw in candidates:
+        for recipe, view in ((as_array, image), (chw, image.transpose(1, 2, 0))):
+            if (view.__array_interface__["data"][0] == target.__array_interface__["data"][0]
+                    and view.shape == target.shape and view.strides == target.strides and view.dtype == target.dtype):
+                return lambda x, recipe=recipe: PreparedImage(array=recipe(x))
+    return None
+
+
+_TENSOR_RECIPES = (
+    lambda x: x,
+    lambda x: x.permute(1, 2, 0),
+    lambda x: x.expand(-1, -1, 3),
+    lambda x: x.permute(1, 2, 0).expand(-1, -1, 3),
+)
+
+
 def torch_dtype(plan: BatchPlan, images: list[PreparedImage], out_dtype) -> torch.dtype:
     """The output dtype of the batch (the numpy backend's rule), as a torch dtype this backend can write."""
     if out_dtype == "bfloat16":
@@ -191,7 +237,20 @@ def execute(
     plan: BatchPlan, images: list[PreparedImage], *, device: torch.device, channels_first: bool = True,
     out_dtype=None, stack: bool = True, out: torch.Tensor | None = None,
 ) -> torch.Tensor | list[torch.Tensor]:
-    """Runs `plan` on `images` on `device` (see the module docstring).
+    """Runs `plan` on `images` on `device` (see the module docstring): `Program(...).run(images, out)`."""
+    program = Program(plan, images, device=device, channels_first=channels_first, out_dtype=out_dtype, stack=stack,
+                      out=out)
+    return program.run(images, out)
+
+
+class Program:
+    """A call's work on the device, built from the plan and the inputs' shapes, dtypes and strides; nothing here reads
+    a pixel. It holds the output layout, each launch group's descriptor and value tables (on the device), and the
+    staging layout of host images, so that `run` only fetches pixels, stages them and launches.
+
+    A processor keeps the programs of its recent calls keyed by everything they are built from (settings, limits,
+    and each input's kind, shape, dtype, strides and device), so a repeated call of the same shapes, the inference
+    server's steady state, does only `run` (docs/BEHAVIOUR.md section 8).
 
     Args:
         plan (`BatchPlan`): geometry and value map of every image.
@@ -200,42 +259,65 @@ def execute(
         channels_first (`bool`, *optional*, defaults to `True`): (C, H, W) outputs, else (H, W, C).
         out_dtype (`np.dtype` or `"bfloat16"`, *optional*): output dtype (the plan's own when `None`).
         stack (`bool`, *optional*, defaults to `True`): one (N, ...) tensor when every output has the same shape.
-        out (`torch.Tensor`, *optional*): a contiguous (N, ...) tensor of the output dtype on `device` to write.
+        out (`torch.Tensor`, *optional*): a contiguous (N, ...) tensor of the output dtype on `device` to write; every
+            `run` must then be given one of the same shape, dtype and device.
     """
-    dtype = torch_dtype(plan, images, out_dtype)
-    check_sources(plan, images)
-    shapes = []
-    for item in plan.images:
-        h, w = item.geometry.out_hw
-        shapes.append((item.channels, h, w) if channels_first else (h, w, item.channels))
-    numels = [int(np.prod(shape)) for shape in shapes]
-    out_offsets = np.concatenate([[0], np.cumsum(numels)]).astype(np.int64)
-    uniform = len(set(shapes)) == 1
-    if out is not None:
-        check_out(out, (len(shapes),) + shapes[0] if uniform else None, dtype, device)
-        flat = out.view(-1)
-    else:
-        flat = torch.empty(int(out_offsets[-1]), dtype=dtype, device=device)
 
-    groups: dict[object, list[int]] = {}
-    for i, (item, image) in enumerate(zip(plan.images, images)):
-        key = ("device", image.tensor.dtype) if image.tensor is not None else ("host", item.source == RAW)
-        groups.setdefault(key, []).append(i)
-    for (where, _), indices in groups.items():
-        _launch(plan, images, indices, where == "device", flat, out_offsets, device, channels_first)
+    def __init__(self, plan: BatchPlan, images: list[PreparedImage], *, device: torch.device,
+                 channels_first: bool = True, out_dtype=None, stack: bool = True, out: torch.Tensor | None = None):
+        self.device = device
+        self.dtype = dtype = torch_dtype(plan, images, out_dtype)
+        check_sources(plan, images)
+        shapes = []
+        for item in plan.images:
+            h, w = item.geometry.out_hw
+            shapes.append((item.channels, h, w) if channels_first else (h, w, item.channels))
+        out_offsets = np.concatenate([[0], np.cumsum([int(np.prod(shape)) for shape in shapes])]).astype(np.int64)
+        self.total = int(out_offsets[-1])
+        uniform = len(set(shapes)) == 1
+        self.has_out = out is not None
+        if out is not None:
+            check_out(out, (len(shapes),) + shapes[0] if uniform else None, dtype, device)
+        # The result: one (N, ...) view of the output buffer, or one view per image (each in its own dtype when no
+        # dtype was asked for: the batch buffer holds the promoted dtype, from which the narrower values come back
+        # exactly, as the numpy backend's list does).
+        self.batch_shape = (len(shapes),) + shapes[0] if stack and uniform else None
+        self.views = [(int(out_offsets[i]), int(out_offsets[i + 1]), shape) for i, shape in enumerate(shapes)]
+        self.own_dtypes = None
+        if out_dtype is None and self.batch_shape is None:
+            self.own_dtypes = [getattr(torch, numpy_backend.output_dtype(plan, [image], None, [item]).name)
+                               for item, image in zip(plan.images, images)]
 
-    if out is not None:
-        return out
-    if stack and uniform:
-        return flat.view((len(shapes),) + shapes[0])
-    views = [flat[out_offsets[i] : out_offsets[i + 1]].view(shape) for i, shape in enumerate(shapes)]
-    if out_dtype is None:
-        # A list keeps each image's own result dtype, as the numpy backend's does (the batch buffer holds the
-        # promoted dtype, from which the narrower values come back exactly).
-        own = [getattr(torch, numpy_backend.output_dtype(plan, [image], None, [item]).name)
-               for item, image in zip(plan.images, images)]
-        views = [v if v.dtype == dtype else v.to(dtype) for v, dtype in zip(views, own)]
-    return views
+        groups: dict[object, list[int]] = {}
+        for i, (item, image) in enumerate(zip(plan.images, images)):
+            key = ("device", image.tensor.dtype) if image.tensor is not None else ("host", item.source == RAW)
+            groups.setdefault(key, []).append(i)
+        self.groups = []
+        for (where, _), indices in groups.items():
+            launch = _Launch(plan, indices, out_offsets, dtype, device, channels_first)
+            group = _DeviceGroup if where == "device" else _HostGroup
+            self.groups.append(group(plan, images, indices, launch, device))
+        self.pinned = False
+
+    def run(self, images: list[PreparedImage], out: torch.Tensor | None = None):
+        """The call's uploads and launches for `images`, which must have the shapes, dtypes, strides and devices of
+        those the program was built from (and `out` those of its `out`). Returns `out`, the (N, ...) result or the
+        list of per-image results."""
+        if self.device.type == "cuda" and not self.pinned and torch.cuda.is_current_stream_capturing():
+            # A captured graph keeps reading this program's device tables: they must outlive every cache eviction.
+            staging.pin(self)
+            self.pinned = True
+        flat = out.view(-1) if out is not None else torch.empty(self.total, dtype=self.dtype, device=self.device)
+        for group in self.groups:
+            group.run(images, flat)
+        if out is not None:
+            return out
+        if self.batch_shape is not None:
+            return flat.view(self.batch_shape)
+        views = [flat[start:stop].view(shape) for start, stop, shape in self.views]
+        if self.own_dtypes is not None:
+            views = [v if v.dtype == dtype else v.to(dtype) for v, dtype in zip(views, self.own_dtypes)]
+        return views
 
 
 def check_out(out, shape, dtype: torch.dtype, device: torch.device) -> None:
@@ -254,28 +336,32 @@ def check_out(out, shape, dtype: torch.dtype, device: torch.device) -> None:
         raise ValueError("out must be contiguous")
 
 
-def _launch(plan, images, indices, on_device: bool, flat, out_offsets, device, channels_first: bool) -> None:
-    """One kernel launch for the images `indices`, which share a source dtype (and, on the device, a buffer)."""
-    items = [plan.images[i] for i in indices]
-    float_src = items[0].source == RAW
-    max_channels = max(item.channels for item in items)
-    max_pixels = max(item.geometry.out_hw[0] * item.geometry.out_hw[1] for item in items)
-    if float_src:
-        table = params = _params(plan, max_channels, device)
-        table_offsets = {}
-    else:
-        table, table_offsets = _value_tables(plan, items, flat.dtype, device)
-        params = table
+class _Launch:
+    """The crop/normalize launch of one group of images that share a source dtype (and, on the device, a buffer):
+    value tables or parameters (cached on the device), a descriptor builder, and the launch's configuration."""
 
-    descriptor = _Descriptor(items, [int(out_offsets[i]) for i in indices], table_offsets)
-    stage = _stage_device if on_device else _stage_host
-    src, desc = stage(plan, images, indices, descriptor, device, float_src)
-    vm = plan.value_map
-    index_64 = max(src.numel(), flat.numel()) > INT32_INDEX_LIMIT
-    ops.crop_normalize_into(
-        src, desc, table, params, flat, max_pixels, max_channels, vm.do_rescale, vm.do_normalize,
-        not channels_first, index_64,
-    )
+    def __init__(self, plan: BatchPlan, indices: list[int], out_offsets, dtype: torch.dtype, device: torch.device,
+                 channels_first: bool):
+        items = [plan.images[i] for i in indices]
+        self.float_src = items[0].source == RAW
+        self.max_channels = max(item.channels for item in items)
+        self.max_pixels = max(item.geometry.out_hw[0] * item.geometry.out_hw[1] for item in items)
+        if self.float_src:
+            self.table = self.params = _params(plan, self.max_channels, device)
+            table_offsets = {}
+        else:
+            self.table, table_offsets = _value_tables(plan, items, dtype, device)
+            self.params = self.table
+        self.descriptor = _Descriptor(items, [int(out_offsets[i]) for i in indices], table_offsets)
+        vm = plan.value_map
+        self.flags = (vm.do_rescale, vm.do_normalize, not channels_first)
+        self.kernel = K.CropNormalizeLaunch(len(items), self.max_pixels, self.max_channels, *self.flags,
+                                            torch.float32 if self.float_src else torch.uint8, dtype)
+
+    def __call__(self, src: torch.Tensor, desc: torch.Tensor, flat: torch.Tensor) -> None:
+        index_64 = max(src.numel(), flat.numel()) > INT32_INDEX_LIMIT
+        ops.crop_normalize_into(src, desc, self.table, self.params, flat, self.max_pixels, self.max_channels,
+                                *self.flags, index_64, launch=self.kernel)
 
 
 class _Descriptor:
@@ -301,119 +387,160 @@ def _row(item, out_offset: int, table_offset: int, src_offset: int, strides) -> 
     return [src_offset, *strides, out_offset, oh, ow, oy0, oy1, ox0, ox1, item.channels, table_offset]
 
 
-def _stage_host(plan, images, indices, descriptor, device, float_src: bool):
-    """Host images without a GPU resize: resized with Pillow (thread pool) when the plan says so; the crop windows
-    and the descriptor travel in one upload. Returns the device (src, desc) the crop/normalize kernel reads."""
-    if not float_src and any(gpu_resize.on_gpu(plan.images[i], images[i]) for i in indices):
-        return _stage_host_gpu_resize(plan, images, indices, descriptor, device)
-    src_dtype = np.dtype(np.float32 if float_src else np.uint8)
-    run = staging.runner(len(indices))
-
-    def window(k):
-        item = plan.images[indices[k]]
-        (y0, y1), (x0, x1), _, _ = item.geometry.source_window()
-        pixels = numpy_backend.resized_pixels(images[indices[k]], item)[y0:y1, x0:x1]
-        return pixels.astype(src_dtype, copy=False)
-
-    windows = run(window, len(indices))
-    starts = np.concatenate([[0], np.cumsum([w.size for w in windows])]).astype(np.int64)
-    desc = descriptor([(int(starts[k]), (w.shape[1] * w.shape[2], w.shape[2], 1)) for k, w in enumerate(windows)])
-    (desc_view,), src, _ = staging.upload_sections([desc], windows, src_dtype, device, run, transient=True)
-    return src, desc_view
+def _packed(shapes) -> tuple[np.ndarray, list[tuple[int, tuple[int, int, int]]]]:
+    """Element offsets of (rows, cols, channels) blocks packed back to back, and each block's (offset, strides)."""
+    starts = np.concatenate([[0], np.cumsum([int(np.prod(shape)) for shape in shapes])]).astype(np.int64)
+    return starts, [(int(start), (cols * channels, channels, 1)) for start, (_, cols, channels) in zip(starts, shapes)]
 
 
-def _stage_host_gpu_resize(plan, images, indices, descriptor, device):
-    """Uploads, for each image the GPU resizes, only the source rectangle its crop window reads (other images:
-    their final window), then runs the resample passes into a work buffer: two launches at most."""
-    run = staging.runner(len(indices))
+class _HostGroup:
+    """Host images (PIL, numpy, CPU tensors on a CUDA call): every call packs what the kernels read into a reused
+    pinned staging buffer and uploads it in one asynchronous copy.
 
-    resize_here = [gpu_resize.on_gpu(plan.images[i], images[i]) for i in indices]
+    Of an image the GPU resizes, that is only the source rectangle its crop window reads; of any other image (not
+    resized, or resized by Pillow on the host: RGBA, filters the GPU lacks), only its crop window. Shapes, offsets,
+    the descriptor and the resize's pass tables are fixed here and uploaded once; `run` copies pixels and launches.
+    """
 
-    def part(k):
-        """Of image k, what to upload and the (row, col) of the resized or source image it starts at."""
-        item, image = plan.images[indices[k]], images[indices[k]]
-        if resize_here[k]:
+    def __init__(self, plan: BatchPlan, images, indices: list[int], launch: _Launch, device: torch.device):
+        self.indices, self.launch, self.device = indices, launch, device
+        self.items = items = [plan.images[i] for i in indices]
+        float_src = launch.float_src
+        self.src_dtype = np.dtype(np.float32 if float_src else np.uint8)
+        self.resize_here = [not float_src and gpu_resize.on_gpu(item, images[i]) for item, i in zip(items, indices)]
+        # Of each image, the rectangle uploaded: of the image entering the resize when the GPU resizes it, else of
+        # the (host-resized or unresized) image.
+        self.rects = [
+            gpu_resize.source_rect(item) if here else item.geometry.source_window()[:2]
+            for item, here in zip(items, self.resize_here)
+        ]
+        shapes = [(y1 - y0, x1 - x0, item.channels) for item, ((y0, y1), (x0, x1)) in zip(items, self.rects)]
+        self.starts, sources = _packed(shapes)
+        # Taking a window is a view, except where Pillow resizes on the host or a PIL image or a non-uint8 array is
+        # converted first: only then does `run` spread the windows over the pool.
+        self.host_work = any(
+            item.source not in (UINT8, RAW) or (not here and item.geometry.resample is not None)
+            for item, here in zip(items, self.resize_here)
+        )
+        self.passes = None
+        if any(self.resize_here):
+            mappings = tuple(
+                (offset - y0 * s_row - x0 * s_col, s_row, s_col, 1)
+                for (offset, (s_row, s_col, _)), ((y0, _), (x0, _)) in zip(sources, self.rects)
+            )
+            split, final, channels, tables, sources = gpu_resize.planned(tuple(items), mappings,
+                                                                         tuple(self.resize_here))
+            *tables, self.desc = staging.upload_tables([*tables, launch.descriptor(sources)], device)
+            self.passes = _Passes(split, final, channels, tables)
+        else:
+            (self.desc,) = staging.upload_tables([launch.descriptor(sources)], device)
+
+    def _window(self, images, k: int) -> np.ndarray:
+        item, image, ((y0, y1), (x0, x1)) = self.items[k], images[self.indices[k]], self.rects[k]
+        if self.resize_here[k]:
             pixels = numpy_backend.source_pixels(image, item)
             pixels = np.asarray(pixels) if isinstance(pixels, PIL.Image.Image) else pixels
             pixels = pixels[..., None] if pixels.ndim == 2 else pixels
-            (sy0, sy1), (sx0, sx1) = gpu_resize.source_rect(item)
-            return pixels[sy0:sy1, sx0:sx1], (sy0, sx0)
-        (y0, y1), (x0, x1), _, _ = item.geometry.source_window()
-        return numpy_backend.resized_pixels(image, item)[y0:y1, x0:x1], (y0, x0)
+        else:
+            pixels = numpy_backend.resized_pixels(image, item)
+        return pixels[y0:y1, x0:x1]
 
-    parts = run(part, len(indices))
-    windows = [pixels for pixels, _ in parts]
-    starts = np.concatenate([[0], np.cumsum([w.size for w in windows])]).astype(np.int64)
-    mappings = []
-    for start, (pixels, (row0, col0)) in zip(starts, parts):
-        row, col = pixels.shape[1] * pixels.shape[2], pixels.shape[2]
-        mappings.append((int(start) - row0 * row - col0 * col, row, col, 1))
-    items = tuple(plan.images[i] for i in indices)
-    split, final, channels, tables, sources = gpu_resize.planned(items, tuple(mappings), tuple(resize_here))
-    (*tables_t, desc_t), pixels_t, _ = staging.upload_sections(
-        [*tables, descriptor(sources)], windows, np.dtype(np.uint8), device, run, transient=True
-    )
-    work = torch.empty(split + final, dtype=torch.uint8, device=device)
-    _run_passes(pixels_t, work, split, tables_t, channels)
-    return work[split:], desc_t
+    def stage(self, images) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uploads the call's pixels and runs the resample passes: `(src, desc)` for the crop/normalize launch."""
+        run = staging.runner(len(self.indices) if self.host_work else 1)
+        windows = run(lambda k: self._window(images, k), len(self.indices))
+        pixels = staging.upload_windows(windows, self.starts, self.src_dtype, self.device)
+        if self.passes is not None:
+            pixels = self.passes(pixels, self.device)
+        return pixels, self.desc
+
+    def run(self, images, flat: torch.Tensor) -> None:
+        self.launch(*self.stage(images), flat)
 
 
-def _stage_device(plan, images, indices, descriptor, device, float_src: bool):
-    """Device tensors: read in place when they share one storage (a 4-D batch and its views), else gathered into
-    one buffer with a device-to-device copy. The descriptor (offsets, no addresses) is cached on the device."""
-    tensors = [images[i].tensor for i in indices]
-    resizing = any(plan.images[i].geometry.resample is not None for i in indices)
-    # What each image's first kernel reads: the source rectangle a GPU resize needs, else the crop window.
-    boxes = [
-        gpu_resize.source_rect(plan.images[i]) if resizing else plan.images[i].geometry.source_window()[:2]
-        for i in indices
-    ]
-    storage = tensors[0].untyped_storage()
-    if all(t.untyped_storage().data_ptr() == storage.data_ptr() for t in tensors):
-        itemsize = tensors[0].element_size()
-        src = tensors[0].new_empty(0).set_(storage, 0, (storage.nbytes() // itemsize,), (1,))
-        # Absolute mapping: element (r, c, ch) of image t is src[offset + r*s_row + c*s_col + ch*s_c].
-        mappings = [(t.storage_offset(), *t.stride()) for t in tensors]
-    else:
-        rects = [t[y0:y1, x0:x1] for t, ((y0, y1), (x0, x1)) in zip(tensors, boxes)]
-        src = torch.cat([r.reshape(-1) for r in rects])
-        starts = np.concatenate([[0], np.cumsum([r.numel() for r in rects])])
-        mappings = [
-            (int(s) - y0 * r.shape[1] * r.shape[2] - x0 * r.shape[2], r.shape[1] * r.shape[2], r.shape[2], 1)
-            for s, r, ((y0, _), (x0, _)) in zip(starts, rects, boxes)
+class _Passes:
+    """The resample passes of a launch group (`gpu_resize`): stage 1 reads the source and writes `work`; stage 2
+    (two-pass images) reads `work[:split]` and writes `work[split:]`, which the crop/normalize launch reads."""
+
+    def __init__(self, split: int, final: int, channels: int, tables: list[torch.Tensor]):
+        self.split, self.size, self.channels = split, split + final, channels
+        self.stage1, self.tiles1, self.stage2, self.tiles2, self.blob = tables
+        self.launch1 = RK.ResampleLaunch(self.tiles1.shape[0], channels)
+        self.launch2 = RK.ResampleLaunch(self.tiles2.shape[0], channels) if len(self.stage2) else None
+
+    def __call__(self, src: torch.Tensor, device: torch.device) -> torch.Tensor:
+        work = torch.empty(self.size, dtype=torch.uint8, device=device)
+        ops.resample_into(src, work, self.stage1, self.blob, self.tiles1, self.channels, launch=self.launch1)
+        if self.launch2 is not None:
+            ops.resample_into(work[: self.split], work[self.split :], self.stage2, self.blob, self.tiles2,
+                              self.channels, launch=self.launch2)
+        return work[self.split :]
+
+
+class _DeviceGroup:
+    """Tensors already on the device: read in place when they share one storage (a 4-D batch and its views), else
+    gathered into one buffer with a device-to-device copy. Descriptors and the resize's pass tables (offsets, no
+    addresses) are uploaded once and cached on the device, so a call uploads nothing and never synchronises."""
+
+    def __init__(self, plan: BatchPlan, images, indices: list[int], launch: _Launch, device: torch.device):
+        self.indices, self.launch, self.device = indices, launch, device
+        self.items = items = tuple(plan.images[i] for i in indices)
+        self.resizing = any(item.geometry.resample is not None for item in items)
+        # What each image's first kernel reads: the source rectangle a GPU resize needs, else the crop window.
+        self.boxes = [
+            gpu_resize.source_rect(item) if self.resizing else item.geometry.source_window()[:2] for item in items
         ]
-    if resizing:
-        return _device_gpu_resize(plan, indices, src, mappings, descriptor, device)
-    sources = [
-        (offset + y0 * s_row + x0 * s_col, (s_row, s_col, s_c))
-        for (offset, s_row, s_col, s_c), ((y0, _), (x0, _)) in zip(mappings, boxes)
-    ]
-    desc = descriptor(sources)
-    return src, staging.DESCRIPTORS.get((device, desc.tobytes()), lambda: staging.upload_array(desc, device))
+        self.variants = {}  # in place (True) or gathered (False) -> the device tables of that layout
+        self._source(images)  # uploads the tables now, on the first call (before any CUDA-graph capture)
 
+    def _source(self, images):
+        """`(src, tables)`: the buffer the first kernel reads, and the device tables for reading it."""
+        tensors = [images[i].tensor for i in self.indices]
+        storage = tensors[0].untyped_storage()
+        in_place = all(t.untyped_storage().data_ptr() == storage.data_ptr() for t in tensors[1:])
+        if in_place:
+            itemsize = tensors[0].element_size()
+            src = tensors[0].new_empty(0).set_(storage, 0, (storage.nbytes() // itemsize,), (1,))
+        else:
+            rects = [t[y0:y1, x0:x1] for t, ((y0, y1), (x0, x1)) in zip(tensors, self.boxes)]
+            src = torch.cat([r.reshape(-1) for r in rects])
+        tables = self.variants.get(in_place)
+        if tables is None:
+            tables = self.variants[in_place] = self._tables(tensors, in_place)
+        return src, tables
 
-def _device_gpu_resize(plan, indices, src, mappings, descriptor, device):
-    """The resample passes for device images (mapped in `src`), then the crop/normalize inputs."""
-    items = tuple(plan.images[i] for i in indices)
+    def _tables(self, tensors, in_place: bool):
+        if in_place:
+            # Absolute mapping: element (r, c, ch) of image t is src[offset + r*s_row + c*s_col + ch*s_c].
+            mappings = [(t.storage_offset(), *t.stride()) for t in tensors]
+        else:
+            shapes = [(y1 - y0, x1 - x0, t.shape[2]) for t, ((y0, y1), (x0, x1)) in zip(tensors, self.boxes)]
+            _, sources = _packed(shapes)
+            mappings = [
+                (offset - y0 * s_row - x0 * s_col, s_row, s_col, 1)
+                for (offset, (s_row, s_col, _)), ((y0, _), (x0, _)) in zip(sources, self.boxes)
+            ]
+        descriptor = self.launch.descriptor
+        if not self.resizing:
+            desc = descriptor([
+                (offset + y0 * s_row + x0 * s_col, (s_row, s_col, s_c))
+                for (offset, s_row, s_col, s_c), ((y0, _), (x0, _)) in zip(mappings, self.boxes)
+            ])
+            return staging.DESCRIPTORS.get((self.device, desc.tobytes()), lambda: staging.upload_array(desc, self.device))
 
-    def build():
-        resize_here = tuple(item.geometry.resample is not None for item in items)
-        split, final, channels, tables, sources = gpu_resize.planned(items, tuple(mappings), resize_here)
-        tables = [*tables, descriptor(sources)]
-        uploaded = staging.upload_sections(tables, [], np.dtype(np.uint8), device, staging.runner(1))[0]
-        return split, final, channels, uploaded
+        def build():
+            resize_here = tuple(item.geometry.resample is not None for item in self.items)
+            split, final, channels, tables, sources = gpu_resize.planned(self.items, tuple(mappings), resize_here)
+            *tables, desc = staging.upload_tables([*tables, descriptor(sources)], self.device)
+            return _Passes(split, final, channels, tables), desc
 
-    # Keyed by what the pass plan is computed from, so a repeated fixed-shape call skips planning altogether.
-    key = (device, "resize", items, tuple(mappings), descriptor.key)
-    split, final, channels, (*tables_t, desc_t) = staging.DESCRIPTORS.get(key, build)
-    work = torch.empty(split + final, dtype=torch.uint8, device=device)
-    _run_passes(src, work, split, tables_t, channels)
-    return work[split:], desc_t
+        # Keyed by what the pass plan is computed from: another program of the same shapes shares the upload.
+        return staging.DESCRIPTORS.get((self.device, "resize", self.items, tuple(mappings), descriptor.key), build)
 
-
-def _run_passes(src, work, split, tables, channels) -> None:
-    """Stage 1 reads `src` and writes `work`; stage 2 (two-pass images) reads `work[:split]`, writes `work[split:]`."""
-    stage1, tiles1, stage2, tiles2, blob = tables
-    ops.resample_into(src, work, stage1, blob, tiles1, channels)
-    if len(stage2):
-        ops.resample_into(work[:split], work[split:], stage2, blob, tiles2, channels)
+    def run(self, images, flat: torch.Tensor) -> None:
+        src, tables = self._source(images)
+        if not self.resizing:
+            self.launch(src, tables, flat)
+            return
+        passes, desc = tables
+        self.launch(passes(src, self.device), desc, flat)

@@ -28,6 +28,7 @@ from ..image_utils import (
 from ..limits import check_aspect_ratio, check_call_bytes, check_pillow_sides, check_pixels
 from ..plan import BatchPlan, ImagePlan, classify_source, make_value_map
 from ..transforms import get_size_dict
+from . import call_cache
 from .methods import ImageOpsMixin
 
 logger = logging.getLogger("fused_imgproc")
@@ -79,9 +80,13 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
     image_mean = None
     image_std = None
 
+    # What a call's result depends on besides its arguments and inputs (the call cache's key compares them by value).
+    _cached_settings = CONFIG_KEYS + ("default_to_square", "backend")
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls._init_kwargs = CONFIG_KEYS + cls.extra_config_keys + _BACKEND_KWARGS
+        cls._cached_settings = CONFIG_KEYS + cls.extra_config_keys + ("default_to_square", "backend")
 
     def __init__(self, **kwargs):
         default_backend = _default_backend(kwargs.pop("backend", None), kwargs.pop("use_fast", None))
@@ -142,6 +147,18 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
         if factor is not None:
             as_float(factor, "rescale_factor")
         return values
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickles and copies leave the call cache behind (it holds device tensors and a lock).
+        state = dict(self.__dict__)
+        state.pop("_call_cache", None)
+        return state
+
+    def _calls(self) -> call_cache.CallCache:
+        cache = self.__dict__.get("_call_cache")
+        if cache is None:
+            cache = self.__dict__.setdefault("_call_cache", call_cache.CallCache())
+        return cache
 
     def to_dict(self) -> dict[str, Any]:
         """Attributes as transformers 5.x serialises them: a `None` is kept only where the class default is not."""
@@ -219,6 +236,17 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
                 A contiguous tensor of the result's shape, dtype and device (Triton backend, `return_tensors="pt"`)
                 to write `pixel_values` into, e.g. a server's fixed model-input buffer.
         """
+        key = None
+        if _may_run_triton(backend if backend is not None else self.backend, device):
+            # A repeated call of the same settings, arguments and input shapes replays its program (call_cache.py).
+            arguments = (do_resize, size, resample, do_center_crop, crop_size, do_rescale, rescale_factor, do_normalize,
+                         image_mean, image_std, do_convert_rgb, return_tensors, data_format, input_data_format, dtype,
+                         device, backend)
+            key = call_cache.call_key(self, images, arguments, kwargs, out, device)
+            if key is not None:
+                cached = self._calls().get(key)
+                if cached is not None:
+                    return cached(images, out)
         backend = _select_backend(backend if backend is not None else self.backend, device)
         if return_tensors is not None:
             _require_framework(TensorType(return_tensors))  # an unknown or missing one fails before any pixel work
@@ -250,7 +278,7 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
         out_dtype = _output_dtype(dtype, return_tensors)
         if backend == "triton":
             return self._preprocess_triton(images, settings, device, data_format, input_data_format, out_dtype,
-                                           return_tensors, out)
+                                           return_tensors, out, key)
 
         prepared = [
             prepare_image(image, bool(settings["do_convert_rgb"]), input_data_format)
@@ -273,24 +301,31 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
         return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
 
     def _preprocess_triton(self, images, settings, device, data_format, input_data_format, out_dtype,
-                           return_tensors, out) -> BatchFeature:
+                           return_tensors, out, key=None) -> BatchFeature:
         triton_backend = _triton_backend()
         device = triton_backend.resolve_device(device)
         if device.type != "cpu" and return_tensors is not None and TensorType(return_tensors) != TensorType.PYTORCH:
             raise ValueError(f"device={str(device)!r} returns torch tensors: use return_tensors='pt' (or None)")
+        flat = make_flat_list_of_images(images)
         prepared = [
             triton_backend.prepare(image, bool(settings["do_convert_rgb"]), input_data_format, device,
                                    resize_filter=int(settings["resample"]) if settings["do_resize"] else None)
-            for image in make_flat_list_of_images(images)
+            for image in flat
         ]
         plan = self._plan(prepared, settings, out_dtype)
-        pixel_values = triton_backend.execute(
+        program = triton_backend.Program(
             plan, prepared, device=device, channels_first=data_format == ChannelDimension.FIRST, out_dtype=out_dtype,
             stack=return_tensors is not None, out=out,
         )
+        pixel_values = program.run(prepared, out)
         if return_tensors is None and not isinstance(pixel_values, list):
             pixel_values = list(pixel_values)
-        return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
+        result = BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
+        if key is not None:
+            recipes = [triton_backend.view_recipe(image, p) for image, p in zip(flat, prepared)]
+            if all(recipe is not None for recipe in recipes):
+                self._calls().put(key, call_cache.CachedCall(program, recipes, key[-1][0], return_tensors))
+        return result
 
     def _plan(self, prepared, settings, out_dtype=None) -> BatchPlan:
         geometries = [self._geometry(image, settings) for image in prepared]
@@ -387,6 +422,16 @@ def _default_backend(backend, use_fast) -> str:
 def _check_backend_name(backend) -> None:
     if not isinstance(backend, str) or (backend not in BACKENDS and backend not in BACKEND_ALIASES):
         raise ValueError(f"backend must be one of {list(BACKENDS) + list(BACKEND_ALIASES)}, got {backend!r}")
+
+
+def _may_run_triton(backend, device) -> bool:
+    """Whether a call with these `backend` and `device` arguments may run the Triton backend (cheap, no checks)."""
+    backend = BACKEND_ALIASES.get(backend, backend) if isinstance(backend, str) else backend
+    if backend == "triton":
+        return True
+    if backend != "auto" or device is None:
+        return False
+    return (device.split(":")[0] if isinstance(device, str) else getattr(device, "type", None)) == "cuda"
 
 
 def _select_backend(backend, device) -> str:

@@ -1,0 +1,159 @@
+"""The processors' call cache: a repeated call of the same shapes does only the pixels' work.
+
+An inference server calls its processor once per request, with the same settings and mostly the same image
+shapes. On the Triton backend everything a call does besides moving pixels and launching kernels (argument checks,
+the plan, descriptor rows, the resize's pass plan, value tables) depends only on:
+
+- the processor's settings (every config attribute, compared by value, so changing one in place is seen);
+- the call's arguments (by value and type: `do_resize=1` is not `do_resize=True`);
+- the resource limits in force (`fused_imgproc.limits`);
+- each input's type, shape and dtype, and for tensors their strides, storage offset and device.
+
+A processor keeps, for its `MAX_ENTRIES` most recent such keys, the backend's `Program` and each input's view
+recipe, so that a repeated call re-takes its inputs' views, stages host pixels and launches, and nothing else
+(docs/BEHAVIOUR.md section 8).
+
+Never cached, always taking the full path with the same results: PIL images (their conversion is data work),
+inputs that are not uint8 (their preparation scans and classifies the values), uint8 inputs whose preparation is
+more than a view (alpha compositing, a 1-channel array made RGB), nested lists, and arguments that cannot be frozen
+into a key (a numpy array or a tensor as `image_mean`, ...).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from ..batch import BatchFeature, TensorType
+from ..limits import get_limits
+
+MAX_ENTRIES = 64  # per processor; an entry holds a few small device tables, no pixels
+_ATOMS = (bool, int, float, complex, str, bytes, enum.Enum, np.generic, np.dtype)
+
+
+class CallCache:
+    """A small LRU of `CachedCall`s, safe to share between threads."""
+
+    def __init__(self, size: int = MAX_ENTRIES):
+        self.size, self.entries, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key) -> CachedCall | None:
+        with self.lock:
+            entry = self.entries.get(key)
+            if entry is not None:
+                self.entries.move_to_end(key)
+            return entry
+
+    def put(self, key, entry: CachedCall) -> None:
+        with self.lock:
+            self.entries[key] = entry
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+class CachedCall:
+    """What a repeated call replays: the backend's program, each input's view recipe, and the result's form."""
+
+    __slots__ = ("as_list", "batch", "program", "recipes", "tensor_type")
+
+    def __init__(self, program, recipes, batch: bool, return_tensors):
+        self.program, self.recipes, self.batch = program, recipes, batch
+        self.as_list = return_tensors is None
+        # A single torch tensor is already what `return_tensors="pt"` converts to (BatchFeature keeps it as it is).
+        single = program.batch_shape is not None or program.has_out
+        torch_out = return_tensors is not None and TensorType(return_tensors) == TensorType.PYTORCH
+        self.tensor_type = None if single and torch_out else return_tensors
+
+    def __call__(self, images, out) -> BatchFeature:
+        flat = list(images) if self.batch else [images]
+        prepared = [recipe(image) for recipe, image in zip(self.recipes, flat)]
+        pixel_values = self.program.run(prepared, out)
+        if self.as_list and not isinstance(pixel_values, list):
+            pixel_values = list(pixel_values)
+        return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=self.tensor_type)
+
+
+_SCALARS = frozenset({bool, int, float, str, type(None)})
+
+
+def freeze(value):
+    """A hashable, type-exact stand-in for an argument or setting; `TypeError` for a value that may change in place
+    or compare by identity (arrays, tensors, other objects), which makes the call uncacheable."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return (kind, value)
+    if kind is dict:
+        return (dict, tuple([(key, freeze(item)) for key, item in value.items()]))
+    if kind is list or kind is tuple:
+        return (kind, tuple([freeze(item) for item in value]))
+    if isinstance(value, _ATOMS) or (kind.__module__ == "torch" and kind.__name__ in ("dtype", "device")):
+        return (kind, value)
+    raise TypeError(f"not cacheable: {kind.__name__}")
+
+
+def _tensor_signature(tensor) -> tuple:
+    return (type(tensor), tensor.shape, tensor.dtype, tensor.device, tensor.stride(), tensor.storage_offset())
+
+
+def input_signature(images) -> tuple | None:
+    """`(batch, per-input signature)` for one 3-D or 4-D array/tensor or a flat list of 3-D ones, else `None`."""
+    kind = type(images)
+    if kind is list or kind is tuple:
+        signature = []
+        for image in images:
+            if isinstance(image, np.ndarray) and image.ndim == 3:
+                signature.append((type(image), image.shape, image.dtype))
+            elif _is_tensor(image) and image.dim() == 3:
+                signature.append(_tensor_signature(image))
+            else:
+                return None
+        return (True, tuple(signature)) if signature else None
+    if isinstance(images, np.ndarray) and images.ndim in (3, 4):
+        return (images.ndim == 4, (kind, images.shape, images.dtype))
+    if _is_tensor(images) and images.dim() in (3, 4):
+        return (images.dim() == 4, _tensor_signature(images))
+    return None
+
+
+def _is_tensor(value) -> bool:
+    kind = type(value)
+    return kind.__module__.startswith("torch") and hasattr(value, "untyped_storage")
+
+
+def call_key(processor, images, arguments: tuple, extras: dict, out, device) -> tuple | None:
+    """The key of a call (see the module docstring), or `None` when it cannot be cached."""
+    signature = input_signature(images)
+    if signature is None:
+        return None
+    try:
+        settings = [freeze(getattr(processor, name, None)) for name in processor._cached_settings]
+        frozen = [freeze(value) for value in arguments]
+        if extras:
+            frozen.append(freeze(dict(sorted(extras.items()))))
+    except TypeError:
+        return None
+    if out is not None:
+        if not _is_tensor(out):
+            return None
+        out = (out.shape, out.dtype, out.device, out.is_contiguous())
+    return (type(processor), tuple(settings), tuple(frozen), _device_index(device), out, get_limits(), signature)
+
+
+def _device_index(device):
+    """The current CUDA device when `device` names CUDA without an index (the current one may change between
+    calls), else `None`."""
+    if isinstance(device, str):
+        unindexed = device == "cuda"
+    else:
+        unindexed = getattr(device, "type", None) == "cuda" and getattr(device, "index", 0) is None
+    if not unindexed:
+        return None
+    import torch
+
+    return torch.cuda.current_device() if torch.cuda.is_available() else None
