@@ -5,8 +5,10 @@ resized image) decides everything: the last pass computes exactly that window, t
 rows (or columns) the last one reads, and only the source rectangle those read is uploaded. Pass order, the
 skipping of unchanged axes and the coefficient tables are `fused_imgproc.resample`'s (Pillow's).
 
-Buffers: stage 1 writes into `work` (intermediates in `[0, split)`, single-pass results in `[split, ...)`);
-stage 2 reads `work[:split]` and writes `work[split:]`; the crop/normalize kernel reads `work[split:]`.
+Buffers: one uint8 `work` buffer per call, intermediates in `[0, split)` and final windows in `[split, ...)`.
+Stage 1 writes both (intermediates of two-pass images, final windows of single-pass ones); stage 2 reads the
+intermediates and writes final windows; the crop/normalize kernel reads the final windows. Every offset of
+`finish` and `planned` is into `work` itself, so no launch needs a view of it.
 """
 
 from __future__ import annotations
@@ -143,12 +145,13 @@ class PassPlan:
         return final
 
     def finish(self) -> tuple[int, list[np.ndarray]]:
-        """`(split, [stage-1 rows, stage-1 tiles, stage-2 rows, stage-2 tiles, coefficient blob])`; stage-1 final
-        offsets are moved past `split`."""
+        """`(split, [stage-1 rows, stage-1 tiles, stage-2 rows, stage-2 tiles, coefficient blob])`; the offsets of
+        final windows (stage-1 rows that write one, every stage-2 row) are moved past `split`."""
         split = -(-self.intermediate // 64) * 64
         stage1 = np.array(self.stage1, dtype=np.int64).reshape(-1, RK.DESC_FIELDS)
         stage1[np.array(self.stage1_final, dtype=bool), RK.DST] += split
         stage2 = np.array(self.stage2, dtype=np.int64).reshape(-1, RK.DESC_FIELDS)
+        stage2[:, RK.DST] += split
         blob = np.concatenate(self.blob) if self.blob else np.zeros(1, np.int32)
         return split, [stage1, RK.tile_map(stage1), stage2, RK.tile_map(stage2), blob]
 
@@ -179,9 +182,10 @@ def plan_passes(items, mappings, resize_here) -> tuple[PassPlan, list]:
 def planned(items: tuple, mappings: tuple, resize_here: tuple):
     """`plan_passes` + `finish`, memoised on its (hashable) arguments: a repeated shape skips the planning.
 
-    Returns `(split, final, channels, tables, sources)`; `tables` and `sources` are shared between calls: they are
-    only copied into staging buffers, never modified.
+    Returns `(split, final, channels, tables, sources)`, `sources` being each final window's `(offset, strides)` in
+    `work` (past `split`); `tables` and `sources` are shared between calls: they are only copied, never modified.
     """
     passes, sources = plan_passes(items, mappings, resize_here)
     split, tables = passes.finish()
-    return split, passes.final, passes.channels, tuple(tables), tuple(sources)
+    sources = tuple((offset + split, strides) for offset, strides in sources)
+    return split, passes.final, passes.channels, tuple(tables), sources

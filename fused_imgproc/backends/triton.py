@@ -307,13 +307,16 @@ class Program:
             # A captured graph keeps reading this program's device tables: they must outlive every cache eviction.
             staging.pin(self)
             self.pinned = True
-        flat = out.view(-1) if out is not None else torch.empty(self.total, dtype=self.dtype, device=self.device)
-        for group in self.groups:
-            group.run(images, flat)
         if out is not None:
-            return out
-        if self.batch_shape is not None:
-            return flat.view(self.batch_shape)
+            target = out
+        else:
+            shape = self.total if self.batch_shape is None else self.batch_shape
+            target = torch.empty(shape, dtype=self.dtype, device=self.device)
+        for group in self.groups:  # the kernels write the contiguous target through its data pointer
+            group.run(images, target)
+        if out is not None or self.batch_shape is not None:
+            return target
+        flat = target
         views = [flat[start:stop].view(shape) for start, stop, shape in self.views]
         if self.own_dtypes is not None:
             views = [v if v.dtype == dtype else v.to(dtype) for v, dtype in zip(views, self.own_dtypes)]
@@ -358,8 +361,10 @@ class _Launch:
         self.kernel = K.CropNormalizeLaunch(len(items), self.max_pixels, self.max_channels, *self.flags,
                                             torch.float32 if self.float_src else torch.uint8, dtype)
 
-    def __call__(self, src: torch.Tensor, desc: torch.Tensor, flat: torch.Tensor) -> None:
-        index_64 = max(src.numel(), flat.numel()) > INT32_INDEX_LIMIT
+    def __call__(self, src: torch.Tensor, desc: torch.Tensor, flat: torch.Tensor, span: int | None = None) -> None:
+        """Launches on `src` (`span`: one past the largest element offset the descriptor reaches, when `src` is a
+        view of a larger storage) writing the contiguous output `flat` (flat, or already in the result's shape)."""
+        index_64 = max(src.numel() if span is None else span, flat.numel()) > INT32_INDEX_LIMIT
         ops.crop_normalize_into(src, desc, self.table, self.params, flat, self.max_pixels, self.max_channels,
                                 *self.flags, index_64, launch=self.kernel)
 
@@ -459,11 +464,12 @@ class _HostGroup:
 
 
 class _Passes:
-    """The resample passes of a launch group (`gpu_resize`): stage 1 reads the source and writes `work`; stage 2
-    (two-pass images) reads `work[:split]` and writes `work[split:]`, which the crop/normalize launch reads."""
+    """The resample passes of a launch group (`gpu_resize`) into a fresh `work` buffer: stage 1 reads the source and
+    writes intermediates and single-pass final windows; stage 2 (two-pass images) reads the intermediates and writes
+    their final windows. Every offset is into `work` itself, which the crop/normalize launch then reads."""
 
     def __init__(self, split: int, final: int, channels: int, tables: list[torch.Tensor]):
-        self.split, self.size, self.channels = split, split + final, channels
+        self.size, self.channels = split + final, channels
         self.stage1, self.tiles1, self.stage2, self.tiles2, self.blob = tables
         self.launch1 = RK.ResampleLaunch(self.tiles1.shape[0], channels)
         self.launch2 = RK.ResampleLaunch(self.tiles2.shape[0], channels) if len(self.stage2) else None
@@ -472,9 +478,8 @@ class _Passes:
         work = torch.empty(self.size, dtype=torch.uint8, device=device)
         ops.resample_into(src, work, self.stage1, self.blob, self.tiles1, self.channels, launch=self.launch1)
         if self.launch2 is not None:
-            ops.resample_into(work[: self.split], work[self.split :], self.stage2, self.blob, self.tiles2,
-                              self.channels, launch=self.launch2)
-        return work[self.split :]
+            ops.resample_into(work, work, self.stage2, self.blob, self.tiles2, self.channels, launch=self.launch2)
+        return work
 
 
 class _DeviceGroup:
@@ -490,32 +495,39 @@ class _DeviceGroup:
         self.boxes = [
             gpu_resize.source_rect(item) if self.resizing else item.geometry.source_window()[:2] for item in items
         ]
-        self.variants = {}  # in place (True) or gathered (False) -> the device tables of that layout
+        self.variants = {}  # in place (True) or gathered (False) -> (base, span, device tables) of that layout
         self._source(images)  # uploads the tables now, on the first call (before any CUDA-graph capture)
 
     def _source(self, images):
-        """`(src, tables)`: the buffer the first kernel reads, and the device tables for reading it."""
+        """`(src, span, tables)`: the tensor the first kernel reads (its data pointer is the base of the descriptors'
+        offsets), one past the largest element offset they reach, and the device tables for reading it."""
         tensors = [images[i].tensor for i in self.indices]
-        storage = tensors[0].untyped_storage()
-        in_place = all(t.untyped_storage().data_ptr() == storage.data_ptr() for t in tensors[1:])
-        if in_place:
-            itemsize = tensors[0].element_size()
-            src = tensors[0].new_empty(0).set_(storage, 0, (storage.nbytes() // itemsize,), (1,))
+        if len(tensors) == 1:
+            in_place = True
         else:
-            rects = [t[y0:y1, x0:x1] for t, ((y0, y1), (x0, x1)) in zip(tensors, self.boxes)]
-            src = torch.cat([r.reshape(-1) for r in rects])
-        tables = self.variants.get(in_place)
-        if tables is None:
-            tables = self.variants[in_place] = self._tables(tensors, in_place)
-        return src, tables
-
-    def _tables(self, tensors, in_place: bool):
+            storage = tensors[0].untyped_storage().data_ptr()
+            in_place = all(t.untyped_storage().data_ptr() == storage for t in tensors[1:])
+        variant = self.variants.get(in_place)
+        if variant is None:
+            variant = self.variants[in_place] = self._variant(tensors, in_place)
+        base, span, tables = variant
         if in_place:
-            # Absolute mapping: element (r, c, ch) of image t is src[offset + r*s_row + c*s_col + ch*s_c].
-            mappings = [(t.storage_offset(), *t.stride()) for t in tensors]
+            return tensors[base], span, tables
+        rects = [t[y0:y1, x0:x1] for t, ((y0, y1), (x0, x1)) in zip(tensors, self.boxes)]
+        return torch.cat([r.reshape(-1) for r in rects]), span, tables
+
+    def _variant(self, tensors, in_place: bool):
+        if in_place:
+            # Offsets from the image that starts first in the shared storage (read through its own data pointer):
+            # element (r, c, ch) of image t is src[offset + r*s_row + c*s_col + ch*s_c].
+            base = min(range(len(tensors)), key=lambda k: tensors[k].storage_offset())
+            origin = tensors[base].storage_offset()
+            mappings = [(t.storage_offset() - origin, *t.stride()) for t in tensors]
+            span = max(m[0] + sum((n - 1) * s for n, s in zip(t.shape, m[1:])) for t, m in zip(tensors, mappings)) + 1
         else:
             shapes = [(y1 - y0, x1 - x0, t.shape[2]) for t, ((y0, y1), (x0, x1)) in zip(tensors, self.boxes)]
-            _, sources = _packed(shapes)
+            starts, sources = _packed(shapes)
+            base, span = None, int(starts[-1])
             mappings = [
                 (offset - y0 * s_row - x0 * s_col, s_row, s_col, 1)
                 for (offset, (s_row, s_col, _)), ((y0, _), (x0, _)) in zip(sources, self.boxes)
@@ -526,7 +538,8 @@ class _DeviceGroup:
                 (offset + y0 * s_row + x0 * s_col, (s_row, s_col, s_c))
                 for (offset, s_row, s_col, s_c), ((y0, _), (x0, _)) in zip(mappings, self.boxes)
             ])
-            return staging.DESCRIPTORS.get((self.device, desc.tobytes()), lambda: staging.upload_array(desc, self.device))
+            upload = lambda: staging.upload_array(desc, self.device)  # noqa: E731
+            return base, span, staging.DESCRIPTORS.get((self.device, desc.tobytes()), upload)
 
         def build():
             resize_here = tuple(item.geometry.resample is not None for item in self.items)
@@ -535,12 +548,13 @@ class _DeviceGroup:
             return _Passes(split, final, channels, tables), desc
 
         # Keyed by what the pass plan is computed from: another program of the same shapes shares the upload.
-        return staging.DESCRIPTORS.get((self.device, "resize", self.items, tuple(mappings), descriptor.key), build)
+        key = (self.device, "resize", self.items, tuple(mappings), descriptor.key)
+        return base, span, staging.DESCRIPTORS.get(key, build)
 
     def run(self, images, flat: torch.Tensor) -> None:
-        src, tables = self._source(images)
+        src, span, tables = self._source(images)
         if not self.resizing:
-            self.launch(src, tables, flat)
+            self.launch(src, tables, flat, span)
             return
         passes, desc = tables
         self.launch(passes(src, self.device), desc, flat)

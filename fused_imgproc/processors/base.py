@@ -7,6 +7,7 @@ import importlib
 import logging
 import math
 import numbers
+import operator
 import sys
 from typing import Any
 
@@ -81,12 +82,12 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
     image_std = None
 
     # What a call's result depends on besides its arguments and inputs (the call cache's key compares them by value).
-    _cached_settings = CONFIG_KEYS + ("default_to_square", "backend")
+    _settings_getter = operator.attrgetter(*CONFIG_KEYS, "default_to_square", "backend")
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls._init_kwargs = CONFIG_KEYS + cls.extra_config_keys + _BACKEND_KWARGS
-        cls._cached_settings = CONFIG_KEYS + cls.extra_config_keys + ("default_to_square", "backend")
+        cls._settings_getter = operator.attrgetter(*CONFIG_KEYS, *cls.extra_config_keys, "default_to_square", "backend")
 
     def __init__(self, **kwargs):
         default_backend = _default_backend(kwargs.pop("backend", None), kwargs.pop("use_fast", None))

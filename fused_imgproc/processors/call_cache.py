@@ -39,6 +39,7 @@ class CallCache:
 
     def __init__(self, size: int = MAX_ENTRIES):
         self.size, self.entries, self.lock = size, OrderedDict(), threading.Lock()
+        self.settings: _Settings | None = None  # the processor's settings as last seen (see `call_key`)
 
     def get(self, key) -> CachedCall | None:
         with self.lock:
@@ -132,8 +133,8 @@ def call_key(processor, images, arguments: tuple, extras: dict, out, device) -> 
     if signature is None:
         return None
     try:
-        settings = [freeze(getattr(processor, name, None)) for name in processor._cached_settings]
-        frozen = [freeze(value) for value in arguments]
+        settings = _settings(processor)
+        frozen = [None if value is None else freeze(value) for value in arguments]
         if extras:
             frozen.append(freeze(dict(sorted(extras.items()))))
     except TypeError:
@@ -142,7 +143,48 @@ def call_key(processor, images, arguments: tuple, extras: dict, out, device) -> 
         if not _is_tensor(out):
             return None
         out = (out.shape, out.dtype, out.device, out.is_contiguous())
-    return (type(processor), tuple(settings), tuple(frozen), _device_index(device), out, get_limits(), signature)
+    return (type(processor), settings, tuple(frozen), _device_index(device), out, get_limits(), signature)
+
+
+class _Settings:
+    """A processor's frozen settings with their hash computed once: while they do not change, every call's key holds
+    this same object, which hashes and compares (by identity) in constant time."""
+
+    __slots__ = ("frozen", "hash", "mutable", "values")
+
+    def __init__(self, values: tuple, frozen: tuple):
+        self.values, self.frozen, self.hash = values, frozen, hash(frozen)
+        # Where a value could change without being reassigned (a dict, a list, a tuple holding one), the next call
+        # freezes it again; for the others being the same object is being the same value.
+        self.mutable = [k for k, value in enumerate(values) if not _immutable(value)]
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _Settings) and self.frozen == other.frozen
+
+    def still(self, values: tuple) -> bool:
+        """Whether `values` (the processor's attributes now) are these settings."""
+        return all(a is b for a, b in zip(values, self.values)) and all(
+            freeze(values[k]) == self.frozen[k] for k in self.mutable
+        )
+
+
+def _immutable(value) -> bool:
+    kind = type(value)
+    if kind in _SCALARS or isinstance(value, (enum.Enum, np.generic)):
+        return True
+    return kind is tuple and all(type(item) in _SCALARS for item in value)
+
+
+def _settings(processor) -> _Settings:
+    values = processor._settings_getter(processor)
+    cache = processor._calls()
+    memo = cache.settings
+    if memo is None or not memo.still(values):
+        memo = cache.settings = _Settings(values, tuple(freeze(value) for value in values))
+    return memo
 
 
 def _device_index(device):
