@@ -23,51 +23,61 @@ PRECISION_BITS = 22
 NEAREST, LANCZOS, BILINEAR, BICUBIC, BOX, HAMMING = 0, 1, 2, 3, 4, 5
 
 
-def _box(x: float) -> float:
-    return 1.0 if -0.5 < x <= 0.5 else 0.0
+# The filters over float64 arrays, with Pillow's expressions in Pillow's evaluation order (numpy's elementwise float64
+# arithmetic rounds exactly as C doubles do). sin and cos are the C library's (`math`), as in Pillow: numpy's own
+# may differ from it in the last bit.
+def _box(x: np.ndarray) -> np.ndarray:
+    return np.where((x > -0.5) & (x <= 0.5), 1.0, 0.0)
 
 
-def _bilinear(x: float) -> float:
-    x = abs(x)
-    return 1.0 - x if x < 1.0 else 0.0
+def _bilinear(x: np.ndarray) -> np.ndarray:
+    x = np.abs(x)
+    return np.where(x < 1.0, 1.0 - x, 0.0)
 
 
 _F32_054 = float(np.float32(0.54))  # Pillow writes 0.54f and 0.46f: float constants promoted to double
 _F32_046 = float(np.float32(0.46))
+_sin = np.frompyfunc(math.sin, 1, 1)
+_cos = np.frompyfunc(math.cos, 1, 1)
 
 
-def _hamming(x: float) -> float:
-    x = abs(x)
-    if x == 0.0:
-        return 1.0
-    if x >= 1.0:
-        return 0.0
-    x = x * math.pi
-    return math.sin(x) / x * (_F32_054 + _F32_046 * math.cos(x))
+def _libm(function, x: np.ndarray) -> np.ndarray:
+    return function(x).astype(np.float64) if x.size else x
 
 
-def _bicubic(x: float) -> float:
+def _hamming(x: np.ndarray) -> np.ndarray:
+    x = np.abs(x)
+    inside = (x != 0.0) & (x < 1.0)
+    t = x[inside] * math.pi
+    values = np.where(x == 0.0, 1.0, 0.0)
+    values[inside] = _libm(_sin, t) / t * (_F32_054 + _F32_046 * _libm(_cos, t))
+    return values
+
+
+def _bicubic(x: np.ndarray) -> np.ndarray:
     a = -0.5
-    x = abs(x)
-    if x < 1.0:
-        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1
-    if x < 2.0:
-        return (((x - 5) * x + 8) * x - 4) * a
-    return 0.0
+    x = np.abs(x)
+    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * a
+    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
 
 
-def _sinc(x: float) -> float:
-    if x == 0.0:
-        return 1.0
-    x = x * math.pi
-    return math.sin(x) / x
+def _sinc(x: np.ndarray) -> np.ndarray:
+    values = np.ones_like(x)
+    nonzero = x != 0.0
+    t = x[nonzero] * math.pi
+    values[nonzero] = _libm(_sin, t) / t
+    return values
 
 
-def _lanczos(x: float) -> float:
-    return _sinc(x) * _sinc(x / 3) if -3.0 <= x < 3.0 else 0.0
+def _lanczos(x: np.ndarray) -> np.ndarray:
+    inside = (x >= -3.0) & (x < 3.0)
+    values = np.zeros_like(x)
+    values[inside] = _sinc(x[inside]) * _sinc(x[inside] / 3)
+    return values
 
 
-# filter -> (function, support); math.sin/cos are the C library's, as in Pillow.
+# filter -> (function over float64 arrays, support).
 FILTERS = {BOX: (_box, 0.5), BILINEAR: (_bilinear, 1.0), HAMMING: (_hamming, 1.0), BICUBIC: (_bicubic, 2.0),
            LANCZOS: (_lanczos, 3.0)}
 GPU_FILTERS = (NEAREST, *FILTERS)
@@ -105,33 +115,30 @@ def axis_coefficients(in_size: int, out_size: int, resample: int) -> AxisCoeffic
     support = filter_support * filterscale
     ksize = int(math.ceil(support)) * 2 + 1
     ss = 1.0 / filterscale
-    first = np.empty(out_size, np.int32)
-    count = np.empty(out_size, np.int32)
-    coef = np.zeros((out_size, ksize), np.int32)
-    for j in range(out_size):
-        center = (j + 0.5) * scale
-        xmin = max(int(center - support + 0.5), 0)  # C casts truncate toward zero
-        xmax = min(int(center + support + 0.5), in_size) - xmin
-        weights = [fn((x + xmin - center + 0.5) * ss) for x in range(xmax)]
-        total = 0.0
-        for w in weights:
-            total += w
-        for x, w in enumerate(weights):
-            w = w / total if total != 0.0 else w
-            coef[j, x] = int(-0.5 + w * (1 << PRECISION_BITS)) if w < 0 else int(0.5 + w * (1 << PRECISION_BITS))
-        first[j], count[j] = xmin, xmax
-    return _frozen(in_size, out_size, first, count, coef)
+    # Every output at once, each step as Pillow computes it per output (C casts truncate toward zero).
+    center = (np.arange(out_size, dtype=np.float64) + 0.5) * scale
+    xmin = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
+    xmax = np.minimum(np.trunc(center + support + 0.5).astype(np.int64), in_size) - xmin
+    taps = np.arange(ksize)
+    live = taps[None, :] < xmax[:, None]
+    weights = np.where(live, fn((taps[None, :] + xmin[:, None] - center[:, None] + 0.5) * ss), 0.0)
+    # Summed left to right as Pillow's loop does: np.cumsum adds sequentially (np.sum would pair the terms), and the
+    # zeros past each output's count leave its sum as it is.
+    total = np.cumsum(weights, axis=1)[:, -1]
+    nonzero = total != 0.0
+    weights[nonzero] /= total[nonzero, None]
+    scaled = weights * (1 << PRECISION_BITS)
+    coef = np.trunc(np.where(weights < 0, -0.5 + scaled, 0.5 + scaled)).astype(np.int32)
+    coef[~live] = 0
+    return _frozen(in_size, out_size, xmin.astype(np.int32), xmax.astype(np.int32), coef)
 
 
 def _nearest_indices(in_size: int, out_size: int) -> np.ndarray:
-    """Pillow's nearest resize: source index `int(x)`, `x` from `0.5 * in / out` by repeated float64 addition."""
+    """Pillow's nearest resize: source index `int(x)`, `x` from `0.5 * in / out` by repeated float64 addition
+    (`np.cumsum` adds sequentially, as Pillow's loop does)."""
     step = in_size / out_size
-    x = 0.5 * step
-    indices = np.empty(out_size, np.int32)
-    for j in range(out_size):
-        indices[j] = min(int(x), in_size - 1)
-        x += step
-    return indices
+    x = np.cumsum(np.concatenate([[0.5 * step], np.full(out_size - 1, step)]))
+    return np.minimum(x.astype(np.int64), in_size - 1).astype(np.int32)
 
 
 def _frozen(in_size, out_size, first, count, coef) -> AxisCoefficients:

@@ -56,6 +56,21 @@ def _identity(size: int) -> AxisCoefficients:
     return AxisCoefficients(size, size, index, np.ones(size, np.int32), np.full((size, 1), 1 << 22, np.int32))
 
 
+_BLOB_PARTS: dict = {}
+
+
+def _blob_part(key, table: AxisCoefficients) -> np.ndarray:
+    """A table's `[first, count, coef]` int32 section of the coefficient blob, built once per table (`key`)."""
+    part = _BLOB_PARTS.get(key)
+    if part is None:
+        part = np.concatenate([table.first, table.count, table.coef.reshape(-1)]).astype(np.int32)
+        part.setflags(write=False)
+        if len(_BLOB_PARTS) >= 1024:  # as many as `axis_coefficients` keeps
+            _BLOB_PARTS.clear()
+        _BLOB_PARTS[key] = part
+    return part
+
+
 class PassPlan:
     """Descriptor rows of both resample stages and the coefficient blob for one launch group."""
 
@@ -74,7 +89,7 @@ class PassPlan:
         table = make()
         if key not in self.tables:
             self.tables[key] = self.blob_size
-            part = np.concatenate([table.first, table.count, table.coef.reshape(-1)]).astype(np.int32)
+            part = _blob_part(key, table)
             self.blob.append(part)
             self.blob_size += part.size
         return self.tables[key], table
