@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip
 
-.PHONY: demo test fuzz bench clean
+.PHONY: demo test fuzz bench gpu-check clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,22 @@ fuzz: $(VENV)/.test
 
 bench: $(VENV)/.test
 	$(PY) -m pytest -q benchmarks --benchmark-only --benchmark-columns=median,iqr,min,rounds --benchmark-sort=name
+
+# The GPU check (benchmarks/gpu/README.md): on a CUDA machine, the test suite and the GPU benchmark, each under a
+# hard time limit, 8 minutes in all; results in benchmarks/results/ (and $OUT when set). It installs nothing: it
+# runs with the venv's python when there is one, else $(PYTHON); `make gpu-check PY=python3` picks the interpreter
+# (a system python with torch, triton and transformers preinstalled, after `pip install --no-deps
+# --no-build-isolation -e .`). Options pass through ARGS: `make gpu-check ARGS=--smoke` runs the tiny smoke mode
+# (through the Triton interpreter without a GPU; results in build/gpu-check-smoke/), ARGS="--parts bench" only
+# the benchmark.
+ifeq ($(origin PY),file)
+GPU_PY = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+else
+GPU_PY = $(PY)
+endif
+
+gpu-check:
+	$(GPU_PY) benchmarks/gpu/check.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks

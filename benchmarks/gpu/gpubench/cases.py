@@ -1,0 +1,188 @@
+"""The benchmark cases, the two size profiles (the GPU run and its smoke mode) and their input data.
+
+Kinds of case:
+
+- `crop`: the crop/normalize kernel alone (`do_resize=False`, center crop), uint8 inputs already on the device:
+  a uniform batch (one 4-D `(N, H, W, 3)` tensor) or a ragged one (a list of separately allocated `(h, w, 3)`
+  tensors of varied sizes, each at least the crop on both sides, about the same total pixels), float32 or
+  bfloat16 output, NCHW or NHWC, written into a preallocated `out=` buffer.
+- `clip`: the full CLIP pipeline (shortest edge bicubic resize on the device, center crop, rescale, normalize)
+  from a uint8 `(N, 480, 640, 3)` device tensor, into `out=`.
+- `e2e`: batch-1 latency from a host numpy image (`host`) or a uint8 device tensor (`device`) to a bfloat16
+  device tensor, on the host clock.
+
+Every case gets several input sets ("slots"), used in turn by the timed calls, so that on the GPU the inputs and
+outputs of the slots together exceed twice the L2 cache: a repeated call never finds its data in L2.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import traffic
+
+CHANNELS = 3
+DTYPE_NAMES = ("fp32", "bf16")
+FORMATS = ("NCHW", "NHWC")
+MAX_SLOTS = 256
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and batches of one run."""
+
+    name: str
+    crop_src: int  # uniform crop inputs are crop_src x crop_src
+    crop: int
+    crop_batches: tuple[int, ...]
+    ragged_spread: int  # ragged heights vary over crop_src +- spread / 2
+    clip_src: tuple[int, int]
+    clip_edge: int
+    clip_crop: int
+    clip_batches: tuple[int, ...]
+
+
+FULL = Profile("full", 256, 224, (1, 8, 64, 256), 64, (480, 640), 224, 224, (1, 8, 64))
+# Under the Triton interpreter every kernel program costs milliseconds: tiny images, batches of 1 and 2.
+SMOKE = Profile("smoke", 16, 8, (1, 2), 8, (12, 16), 8, 8, (1, 2))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measured configuration. `layout`: "uniform"/"ragged" (crop), "uniform" (clip), "host"/"device" (e2e)."""
+
+    kind: str
+    batch: int
+    layout: str
+    dtype: str
+    fmt: str
+
+    @property
+    def id(self) -> str:
+        if self.kind == "e2e":
+            return f"e2e b{self.batch} {self.layout}->{self.dtype}"
+        if self.kind == "clip":
+            return f"clip b{self.batch} {self.dtype} {self.fmt}"
+        return f"crop b{self.batch} {self.layout} {self.dtype} {self.fmt}"
+
+    @property
+    def channels_last(self) -> bool:
+        return self.fmt == "NHWC"
+
+
+def all_cases(profile: Profile) -> list[Case]:
+    """Every case of a run, cheapest and most quoted first (so a run cut short by its time budget loses the tail).
+    Within one output dtype and format the crop batches ascend, uniform before ragged: torch.compile's automatic
+    dynamic shapes then recompile as little as they would in a user's program."""
+    cases = [Case("e2e", 1, "host", "bf16", "NCHW"), Case("e2e", 1, "device", "bf16", "NCHW")]
+    cases += [Case("clip", batch, "uniform", dtype, "NCHW") for batch in profile.clip_batches for dtype in DTYPE_NAMES]
+    for fmt in FORMATS:
+        for dtype in DTYPE_NAMES:
+            for layout in ("uniform", "ragged"):
+                cases += [Case("crop", batch, layout, dtype, fmt) for batch in profile.crop_batches]
+    return cases
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
+
+
+def processing_kwargs(case: Case, profile: Profile) -> dict[str, Any]:
+    """The transformers-style preprocess arguments of a case (shared by every processor we call)."""
+    if case.kind == "crop":
+        crop = profile.crop
+        return {"do_resize": False, "do_center_crop": True, "crop_size": {"height": crop, "width": crop}}
+    return {"do_resize": True, "size": {"shortest_edge": profile.clip_edge}, "do_center_crop": True,
+            "crop_size": {"height": profile.clip_crop, "width": profile.clip_crop}}
+
+
+def output_size(case: Case, profile: Profile) -> int:
+    return profile.crop if case.kind == "crop" else profile.clip_crop
+
+
+def output_shape(case: Case, profile: Profile) -> tuple[int, ...]:
+    side = output_size(case, profile)
+    return (case.batch, side, side, CHANNELS) if case.channels_last else (case.batch, CHANNELS, side, side)
+
+
+def image_sizes(case: Case, profile: Profile, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """(height, width) of each image. Ragged crop batches: heights drawn around the uniform side, widths chosen so
+    each image has about the uniform pixel count; every side at least the crop."""
+    if case.kind != "crop":
+        return [profile.clip_src] * case.batch
+    side = profile.crop_src
+    if case.layout == "uniform":
+        return [(side, side)] * case.batch
+    half = profile.ragged_spread // 2
+    heights = rng.integers(side - half, side + half + 1, case.batch)
+    sizes = [(int(h), round(side * side / h)) for h in heights]
+    if min(min(size) for size in sizes) < profile.crop:
+        raise ValueError(f"ragged sizes {sizes} include a side below the crop {profile.crop}")
+    return sizes
+
+
+def bytes_moved(case: Case, profile: Profile, sizes: list[tuple[int, int]]) -> int:
+    itemsize = {"fp32": 4, "bf16": 2}[case.dtype]
+    if case.kind == "crop":
+        return traffic.crop_bytes(sizes, profile.crop, CHANNELS, itemsize)
+    return traffic.resize_crop_bytes(sizes, profile.clip_edge, profile.clip_crop, CHANNELS, itemsize, "bicubic")
+
+
+def slot_count(nbytes: int, device: str, l2_bytes: int) -> int:
+    """Input sets per case: on CUDA enough that their traffic exceeds twice the L2 (at least 2, at most
+    `MAX_SLOTS`); on the CPU 2 (the rotation is exercised, the cache is not the point under the interpreter)."""
+    if device != "cuda":
+        return 2
+    return max(2, min(MAX_SLOTS, math.ceil(2 * l2_bytes / max(nbytes, 1))))
+
+
+@dataclass
+class Slot:
+    """One input set: `images` as the measured call takes them (device tensors; a host array for `e2e host`),
+    `host` the same pixels as numpy for host-side implementations, `out` the preallocated output (or None)."""
+
+    images: Any
+    host: Any
+    out: Any
+
+
+@dataclass
+class CaseData:
+    sizes: list[tuple[int, int]]
+    bytes_moved: int
+    slots: list[Slot]
+
+
+def build(case: Case, profile: Profile, device: str, l2_bytes: int, seed: int) -> CaseData:
+    """Random uint8 inputs for every slot of `case` (reproducible from `seed`), and the preallocated outputs."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    sizes = image_sizes(case, profile, rng)
+    moved = bytes_moved(case, profile, sizes)
+    count = slot_count(moved, device, l2_bytes)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    slots = []
+    for _ in range(count):
+        if case.layout == "ragged":
+            images = [torch.randint(0, 256, (h, w, CHANNELS), dtype=torch.uint8, device=device, generator=generator)
+                      for h, w in sizes]
+            host = [image.cpu().numpy() for image in images]
+        else:
+            height, width = sizes[0]
+            shape = (height, width, CHANNELS) if case.kind == "e2e" else (case.batch, height, width, CHANNELS)
+            images = torch.randint(0, 256, shape, dtype=torch.uint8, device=device, generator=generator)
+            host = images.cpu().numpy()
+            if case.layout == "host":
+                images = host  # the end-to-end case starts from a host image
+        out = None
+        if case.kind != "e2e":
+            out = torch.empty(output_shape(case, profile), dtype=torch_dtype(case.dtype), device=device)
+        slots.append(Slot(images, host, out))
+    return CaseData(sizes, moved, slots)

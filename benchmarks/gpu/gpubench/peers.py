@@ -1,0 +1,282 @@
+"""The implementations of a case: ours (the Triton backend, through the public API), the copy ceiling lives in
+suite.py, and the peers, each only where installed and where it can produce the case's output.
+
+Each builder takes `(case, profile, device, data)` and returns an `Impl` whose `call(slot)` does the whole work
+of one timed call, or raises `Unavailable` with the reason ("not installed", ...). Peers:
+
+- `torch eager`: the same crop + uint8-to-float + rescale + normalize + layout as plain PyTorch ops on the device
+  (crop cases; a ragged batch image by image, then one `torch.cat`).
+- `torch.compile`: that function under `torch.compile` (default mode; automatic dynamic shapes as a user gets
+  them). The first call's compile time is in the row's note.
+- `torchvision v2`: `v2.Resize(edge, BICUBIC, antialias=True)` (clip, e2e) + `CenterCrop` + `ToDtype(float32,
+  scale=True)` + `Normalize`, then the output dtype and layout, on the device.
+- `transformers (torchvision)`: transformers' torchvision-backend CLIP processor with `device=` (float32 NCHW
+  cases and e2e, where its float32 output is then cast to bfloat16).
+- `transformers (PIL)`: transformers' PIL-backend CLIP processor, on the host (float32 NCHW cases; e2e host
+  input, its output then copied to the device as bfloat16).
+- `fused (numpy)`: our numpy backend on the host, same cases as transformers' PIL processor.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .cases import Case, CaseData, Profile, output_size, processing_kwargs, torch_dtype
+
+FUSED = "fused (triton)"
+FUSED_GRAPH = "fused (triton, CUDA graph)"
+COPY = "copy (ceiling)"
+EAGER = "torch eager"
+COMPILE = "torch.compile"
+TV2 = "torchvision v2"
+HF_TV = "transformers (torchvision)"
+HF_PIL = "transformers (PIL)"
+NUMPY = "fused (numpy)"
+# Display order of implementations in tables and the chart.
+ORDER = (FUSED, FUSED_GRAPH, COPY, EAGER, COMPILE, TV2, HF_TV, HF_PIL, NUMPY)
+
+
+class Unavailable(Exception):
+    """A peer that cannot run here: not installed, or no such class in the installed version."""
+
+
+@dataclass
+class Impl:
+    """`call(slot)` runs one call on a slot. `clock`: "device" (do_bench / perf_counter) or "wall" (host clock
+    with synchronisation). `role`: "ours", "peer" or "ceiling"."""
+
+    name: str
+    role: str
+    clock: str
+    call: Callable[[Any], Any]
+    note: str = ""
+
+
+def as_tensor(result: Any):
+    """The pixel values of a call's result as one torch tensor (BatchFeature, tensor, numpy array or a list)."""
+    import numpy as np
+    import torch
+
+    if hasattr(result, "keys") and "pixel_values" in result:
+        result = result["pixel_values"]
+    if isinstance(result, np.ndarray):
+        return torch.from_numpy(result)
+    if isinstance(result, (list, tuple)):
+        return torch.stack([as_tensor(item) for item in result])
+    return result
+
+
+def _clip_constants():
+    """CLIP's mean, std and rescale factor, as our processor holds them."""
+    import fused_imgproc
+
+    proc = fused_imgproc.CLIPImageProcessor()
+    return list(proc.image_mean), list(proc.image_std), float(proc.rescale_factor)
+
+
+def _data_format(case: Case) -> str:
+    return "channels_last" if case.channels_last else "channels_first"
+
+
+def fused_triton(case: Case, profile: Profile, device: str, data: CaseData) -> Impl:
+    """Our processor on the device (`backend="triton"`; under the interpreter on CPU tensors), into the slot's
+    `out=` buffer where the case has one."""
+    import fused_imgproc
+
+    proc = fused_imgproc.CLIPImageProcessor()
+    kwargs = dict(processing_kwargs(case, profile), return_tensors="pt", device=device, backend="triton",
+                  dtype=torch_dtype(case.dtype), data_format=_data_format(case))
+
+    def call(slot):
+        if slot.out is not None:
+            return proc(slot.images, out=slot.out, **kwargs)
+        return proc(slot.images, **kwargs)
+
+    return Impl(FUSED, "ours", "wall" if case.kind == "e2e" else "device", call,
+                "out= buffer" if case.kind != "e2e" else "returns a new tensor")
+
+
+def fused_numpy(case: Case, profile: Profile, device: str, data: CaseData) -> Impl:
+    """Our numpy backend from the host pixels; in e2e its result is then copied to the device."""
+    import fused_imgproc
+
+    proc = fused_imgproc.CLIPImageProcessor()
+    kwargs = dict(processing_kwargs(case, profile), return_tensors="pt", backend="numpy",
+                  dtype=torch_dtype(case.dtype), data_format=_data_format(case))
+    if case.kind == "e2e":
+        return Impl(NUMPY, "peer", "wall", lambda slot: proc(slot.host, **kwargs)["pixel_values"].to(device),
+                    "host, then copied to the device")
+    return Impl(NUMPY, "peer", "wall", lambda slot: proc(slot.host, **kwargs), "host")
+
+
+def reference(case: Case, profile: Profile, host_images: Any):
+    """Our numpy backend's output for `host_images` (the bit-exactness reference of the Triton backend)."""
+    import fused_imgproc
+
+    kwargs = dict(processing_kwargs(case, profile), return_tensors="pt", backend="numpy",
+                  dtype=torch_dtype(case.dtype), data_format=_data_format(case))
+    return fused_imgproc.CLIPImageProcessor()(host_images, **kwargs)["pixel_values"]
+
+
+def torch_crop_normalize(x, top: int, left: int, size: int, scale: float, mean, std, dtype, channels_last: bool):
+    """Center-cropped uint8 `(N, H, W, C)` -> `(N, C, size, size)` (or NHWC) of `dtype`: crop, float32, rescale,
+    normalize with per-channel `mean`/`std` tensors, cast, layout. The plain-PyTorch peer of the crop kernel."""
+    import torch
+
+    y = x[:, top:top + size, left:left + size, :].to(torch.float32) * scale
+    y = ((y - mean) / std).to(dtype)
+    return y.contiguous() if channels_last else y.permute(0, 3, 1, 2).contiguous()
+
+
+def _crop_peer(fn: Callable, case: Case, profile: Profile, device: str) -> Callable[[Any], Any]:
+    import torch
+
+    mean_list, std_list, scale = _clip_constants()
+    mean = torch.tensor(mean_list, dtype=torch.float32, device=device)
+    std = torch.tensor(std_list, dtype=torch.float32, device=device)
+    size, dtype = profile.crop, torch_dtype(case.dtype)
+
+    def one(x):
+        height, width = x.shape[1], x.shape[2]
+        return fn(x, (height - size) // 2, (width - size) // 2, size, scale, mean, std, dtype, case.channels_last)
+
+    if case.layout == "ragged":
+        return lambda slot: torch.cat([one(image[None]) for image in slot.images])
+    return lambda slot: one(slot.images)
+
+
+def torch_eager(case: Case, profile: Profile, device: str, data: CaseData) -> Impl:
+    return Impl(EAGER, "peer", "device", _crop_peer(torch_crop_normalize, case, profile, device),
+                "image by image + cat" if case.layout == "ragged" else "")
+
+
+_COMPILED: dict[str, Callable] = {}
+
+
+def compile_backend(device: str) -> str:
+    """inductor on CUDA (it generates Triton kernels). On the CPU (smoke mode only) "aot_eager": the same dynamo
+    tracing and graph handling of our code path without inductor's C++ code generation, which costs tens of
+    seconds on a small CI machine and is not what the GPU run measures."""
+    return "inductor" if device == "cuda" else "aot_eager"
+
+
+def torch_compiled(case: Case, profile: Profile, device: str, data: CaseData) -> Impl:
+    """`torch.compile(torch_crop_normalize)`, one compiled function for the whole run (its recompilations follow
+    the shapes, as in a user's program); the first call on this case (compiling, if needed) is timed for the note."""
+    import torch
+
+    backend = compile_backend(device)
+    if backend not in _COMPILED:
+        for option in ("recompile_limit", "cache_size_limit"):  # the newer name first; both bound recompilations
+            if hasattr(torch._dynamo.config, option):
+                setattr(torch._dynamo.config, option, 64)
+        _COMPILED[backend] = torch.compile(torch_crop_normalize, backend=backend)
+    call = _crop_peer(_COMPILED[backend], case, profile, device)
+    start = time.perf_counter()
+    call(data.slots[0])
+    if device == "cuda":
+        torch.cuda.synchronize()
+    first = time.perf_counter() - start
+    extra = "image by image + cat; " if case.layout == "ragged" else ""
+    return Impl(COMPILE, "peer", "device", call, f"{extra}backend={backend}, first call {first:.2f} s")
+
+
+def torchvision_v2(case: Case, profile: Profile, device: str, data: CaseData) -> Impl:
+    import torch
+
+    try:
+        from torchvision.transforms import InterpolationMode, v2
+    except ImportError as error:
+        raise Unavailable(f"not installed ({error})") from None
+    mean, std, _ = _clip_constants()
+    steps = []
+    if case.kind != "crop":
+        steps.append(v2.Resize(profile.clip_edge, interpolation=InterpolationMode.BICUBIC, antialias=True))
+    size = output_size(case, profile)
+    steps += [v2.CenterCrop(size), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    pipeline = v2.Compose(steps)
+    dtype = torch_dtype(case.dtype)
+
+    def finish(y):
+        y = y.to(dtype)
+        return y.permute(0, 2, 3, 1).contiguous() if case.channels_last else y
+
+    if case.layout == "ragged":
+        return Impl(TV2, "peer", "device",
+                    lambda slot: finish(torch.stack([pipeline(image.permute(2, 0, 1)) for image in slot.images])),
+                    "image by image + stack")
+    if case.layout == "host":
+        return Impl(TV2, "peer", "wall",
+                    lambda slot: finish(pipeline(torch.from_numpy(slot.images).to(device).permute(2, 0, 1)[None])),
+                    "upload, then on the device")
+    if case.layout == "device":
+        return Impl(TV2, "peer", "wall", lambda slot: finish(pipeline(slot.images.permute(2, 0, 1)[None])))
+    return Impl(TV2, "peer", "device", lambda slot: finish(pipeline(slot.images.permute(0, 3, 1, 2))))
+
+
+def transformers_classes() -> tuple[Any, Any, str]:
+    """`(pil_class, torchvision_class_or_None, why_none)` for CLIP in the installed transformers: 5.x names the PIL
+    one `CLIPImageProcessorPil` and the torchvision one `CLIPImageProcessor`; 4.x `CLIPImageProcessor` (PIL) and
+    `CLIPImageProcessorFast`. The torchvision one needs torchvision."""
+    try:
+        import transformers
+    except ImportError as error:
+        raise Unavailable(f"not installed ({error})") from None
+    transformers.logging.set_verbosity_error()
+    pil = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        return pil, None, "not installed (its torchvision backend needs torchvision)"
+    fast = getattr(transformers, "CLIPImageProcessorFast", None)
+    if fast is None:
+        from transformers.models.clip.image_processing_clip import CLIPImageProcessor as fast
+    if getattr(fast(), "backend", "torchvision") != "torchvision":
+        return pil, None, f"{fast.__name__} is not a torchvision-backend processor here"
+    return pil, fast, ""
+
+
+def hf_torchvision(case: Case, profile: Profile, device: str, data: CaseData) -> Impl:
+    import torch
+
+    _, fast, why = transformers_classes()
+    if fast is None:
+        raise Unavailable(why)
+    proc = fast()
+    kwargs = dict(processing_kwargs(case, profile), return_tensors="pt", device=device)
+    if case.kind == "e2e":
+        return Impl(HF_TV, "peer", "wall",
+                    lambda slot: proc(slot.images, **kwargs)["pixel_values"].to(torch.bfloat16),
+                    f"{type(proc).__name__}, float32 then cast to bfloat16")
+    return Impl(HF_TV, "peer", "device", lambda slot: proc(slot.images, **kwargs), type(proc).__name__)
+
+
+def hf_pil(case: Case, profile: Profile, device: str, data: CaseData) -> Impl:
+    import torch
+
+    pil, _, _ = transformers_classes()
+    proc = pil()
+    kwargs = dict(processing_kwargs(case, profile), return_tensors="pt")
+    if case.kind == "e2e":
+        return Impl(HF_PIL, "peer", "wall",
+                    lambda slot: proc(slot.host, **kwargs)["pixel_values"].to(device, torch.bfloat16),
+                    f"{type(proc).__name__} on the host, then to the device as bfloat16")
+    return Impl(HF_PIL, "peer", "wall", lambda slot: proc(slot.host, **kwargs), f"{type(proc).__name__}, host")
+
+
+def peer_builders(case: Case) -> list[tuple[str, Callable[[Case, Profile, str, CaseData], Impl]]]:
+    """The peers that apply to `case`, in display order. transformers' processors and the host implementations only
+    produce float32 NCHW, so they run on those cases (and on e2e, cast); torch eager/compile on crop cases."""
+    builders: list[tuple[str, Callable]] = []
+    if case.kind == "crop":
+        builders += [(EAGER, torch_eager), (COMPILE, torch_compiled)]
+    builders.append((TV2, torchvision_v2))
+    plain = case.dtype == "fp32" and case.fmt == "NCHW"
+    if plain or case.kind == "e2e":
+        builders.append((HF_TV, hf_torchvision))
+    if plain or (case.kind == "e2e" and case.layout == "host"):
+        builders += [(HF_PIL, hf_pil), (NUMPY, fused_numpy)]
+    return builders
