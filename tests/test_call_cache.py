@@ -169,6 +169,20 @@ def test_the_cache_is_bounded():
     assert len(proc._calls()) == call_cache.MAX_ENTRIES
 
 
+def test_the_cache_is_bounded_by_its_device_tables(monkeypatch):
+    proc = small()
+    batches = [[image(20 + k, 24 + j) for j in range(6)] for k in range(6)]
+    proc(batches[0], return_tensors="pt", **TRITON)
+    (entry,) = proc._calls().entries.values()
+    assert entry.program.table_bytes > 0
+    monkeypatch.setattr(proc._calls(), "table_bytes", int(entry.program.table_bytes * 2.5))
+    for batch in batches[1:]:
+        proc(batch, return_tensors="pt", **TRITON)
+    cache = proc._calls()
+    assert len(cache) == 2 and cache.held == sum(e.program.table_bytes for e in cache.entries.values())
+    assert cache.held <= cache.table_bytes
+
+
 def test_copies_and_pickles_leave_the_cache_behind():
     proc = small()
     proc(image(), return_tensors="pt", **TRITON)

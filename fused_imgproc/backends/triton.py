@@ -297,6 +297,8 @@ class Program:
             launch = _Launch(plan, indices, out_offsets, dtype, device, channels_first)
             group = _DeviceGroup if where == "device" else _HostGroup
             self.groups.append(group(plan, images, indices, launch, device))
+        # The device memory of the tables this program keeps alive (what a cache of programs holds).
+        self.table_bytes = sum(group.table_bytes() for group in self.groups)
         self.pinned = False
 
     def run(self, images: list[PreparedImage], out: torch.Tensor | None = None):
@@ -440,6 +442,10 @@ class _HostGroup:
         else:
             (self.desc,) = staging.upload_tables([launch.descriptor(sources)], device)
 
+    def table_bytes(self) -> int:
+        tables = [self.desc] if self.passes is None else [self.desc, *self.passes.tables()]
+        return sum(t.numel() * t.element_size() for t in tables)
+
     def _window(self, images, k: int) -> np.ndarray:
         item, image, ((y0, y1), (x0, x1)) = self.items[k], images[self.indices[k]], self.rects[k]
         if self.resize_here[k]:
@@ -473,6 +479,9 @@ class _Passes:
         self.stage1, self.tiles1, self.stage2, self.tiles2, self.blob = tables
         self.launch1 = RK.ResampleLaunch(self.tiles1.shape[0], channels)
         self.launch2 = RK.ResampleLaunch(self.tiles2.shape[0], channels) if len(self.stage2) else None
+
+    def tables(self) -> list[torch.Tensor]:
+        return [self.stage1, self.tiles1, self.stage2, self.tiles2, self.blob]
 
     def __call__(self, src: torch.Tensor, device: torch.device) -> torch.Tensor:
         work = torch.empty(self.size, dtype=torch.uint8, device=device)
@@ -550,6 +559,13 @@ class _DeviceGroup:
         # Keyed by what the pass plan is computed from: another program of the same shapes shares the upload.
         key = (self.device, "resize", self.items, tuple(mappings), descriptor.key)
         return base, span, staging.DESCRIPTORS.get(key, build)
+
+    def table_bytes(self) -> int:
+        total = 0
+        for _, _, tables in self.variants.values():
+            tensors = [tables] if isinstance(tables, torch.Tensor) else [tables[1], *tables[0].tables()]
+            total += sum(t.numel() * t.element_size() for t in tensors)
+        return total
 
     def run(self, images, flat: torch.Tensor) -> None:
         src, span, tables = self._source(images)

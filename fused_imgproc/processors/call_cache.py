@@ -9,9 +9,10 @@ the plan, descriptor rows, the resize's pass plan, value tables) depends only on
 - the resource limits in force (`fused_imgproc.limits`);
 - each input's type, shape and dtype, and for tensors their strides, storage offset and device.
 
-A processor keeps, for its `MAX_ENTRIES` most recent such keys, the backend's `Program` and each input's view
-recipe, so that a repeated call re-takes its inputs' views, stages host pixels and launches, and nothing else
-(docs/BEHAVIOUR.md section 8).
+A processor keeps, for its `MAX_ENTRIES` most recent such keys (and at most `MAX_TABLE_BYTES` of their device
+tables: a batch of 64 images holds about 2 MB), the backend's `Program` and each input's view recipe, so that a
+repeated call re-takes its inputs' views, stages host pixels and launches, and nothing else (docs/BEHAVIOUR.md
+section 8).
 
 Never cached, always taking the full path with the same results: PIL images (their conversion is data work),
 inputs that are not uint8 (their preparation scans and classifies the values), uint8 inputs whose preparation is
@@ -30,15 +31,17 @@ import numpy as np
 from ..batch import BatchFeature, TensorType
 from ..limits import get_limits
 
-MAX_ENTRIES = 64  # per processor; an entry holds a few small device tables, no pixels
+MAX_ENTRIES = 64  # per processor; an entry holds its device tables (descriptors, resize coefficients), no pixels
+MAX_TABLE_BYTES = 64 << 20  # per processor: the device memory its entries may hold
 _ATOMS = (bool, int, float, complex, str, bytes, enum.Enum, np.generic, np.dtype)
 
 
 class CallCache:
     """A small LRU of `CachedCall`s, safe to share between threads."""
 
-    def __init__(self, size: int = MAX_ENTRIES):
-        self.size, self.entries, self.lock = size, OrderedDict(), threading.Lock()
+    def __init__(self, size: int = MAX_ENTRIES, table_bytes: int = MAX_TABLE_BYTES):
+        self.size, self.table_bytes, self.entries, self.lock = size, table_bytes, OrderedDict(), threading.Lock()
+        self.held = 0  # device table bytes of the entries
         self.settings: _Settings | None = None  # the processor's settings as last seen (see `call_key`)
 
     def get(self, key) -> CachedCall | None:
@@ -49,10 +52,20 @@ class CallCache:
             return entry
 
     def put(self, key, entry: CachedCall) -> None:
+        """Keeps `entry`, evicting the least recently used ones past the entry count or the table bytes (an entry
+        larger than the whole budget is not kept)."""
+        size = entry.program.table_bytes
+        if size > self.table_bytes:
+            return
         with self.lock:
+            previous = self.entries.pop(key, None)
+            if previous is not None:
+                self.held -= previous.program.table_bytes
             self.entries[key] = entry
-            while len(self.entries) > self.size:
-                self.entries.popitem(last=False)
+            self.held += size
+            while len(self.entries) > self.size or self.held > self.table_bytes:
+                _, evicted = self.entries.popitem(last=False)
+                self.held -= evicted.program.table_bytes
 
     def __len__(self) -> int:
         return len(self.entries)
