@@ -17,7 +17,6 @@ Per-image geometry comes from a descriptor table, one row of `DESC_FIELDS` int64
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import torch
@@ -34,14 +33,6 @@ def next_power_of_2(n: int) -> int:
     """`triton.next_power_of_2` for n >= 1 in plain Python: Triton 3.x routes its own through the constexpr machinery,
     which costs microseconds of host time per launch."""
     return 1 << (n - 1).bit_length()
-
-
-def launch_device(tensor: torch.Tensor):
-    """The context a launch runs in: `tensor`'s GPU made current, when it is not already (switching costs host
-    time)."""
-    if tensor.is_cuda and tensor.device.index != torch.cuda.current_device():
-        return torch.cuda.device(tensor.device)
-    return contextlib.nullcontext()
 
 
 @triton.jit
@@ -204,5 +195,8 @@ class CropNormalizeLaunch:
     def __call__(self, src, desc, table, params, out, index_64: bool) -> None:
         if self.empty:
             return
-        with launch_device(out):  # on out's GPU
+        if out.is_cuda and out.device.index != torch.cuda.current_device():
+            with torch.cuda.device(out.device):  # on out's GPU
+                self.kernel(src, desc, table, params, out, self.tiles, INDEX_64=index_64, **self.constants)
+        else:
             self.kernel(src, desc, table, params, out, self.tiles, INDEX_64=index_64, **self.constants)

@@ -358,15 +358,16 @@ class _Launch:
             self.table, table_offsets = _value_tables(plan, items, dtype, device)
             self.params = self.table
         self.descriptor = _Descriptor(items, [int(out_offsets[i]) for i in indices], table_offsets)
+        self.total = int(out_offsets[-1])  # elements of the output buffer
         vm = plan.value_map
         self.flags = (vm.do_rescale, vm.do_normalize, not channels_first)
         self.kernel = K.CropNormalizeLaunch(len(items), self.max_pixels, self.max_channels, *self.flags,
                                             torch.float32 if self.float_src else torch.uint8, dtype)
 
-    def __call__(self, src: torch.Tensor, desc: torch.Tensor, flat: torch.Tensor, span: int | None = None) -> None:
-        """Launches on `src` (`span`: one past the largest element offset the descriptor reaches, when `src` is a
-        view of a larger storage) writing the contiguous output `flat` (flat, or already in the result's shape)."""
-        index_64 = max(src.numel() if span is None else span, flat.numel()) > INT32_INDEX_LIMIT
+    def __call__(self, src: torch.Tensor, desc: torch.Tensor, flat: torch.Tensor, span: int) -> None:
+        """Launches on `src` (`span`: one past the largest element offset of `src` the descriptor reaches) writing
+        the contiguous output `flat` (flat, or already in the result's shape)."""
+        index_64 = max(span, self.total) > INT32_INDEX_LIMIT
         ops.crop_normalize_into(src, desc, self.table, self.params, flat, self.max_pixels, self.max_channels,
                                 *self.flags, index_64, launch=self.kernel)
 
@@ -441,6 +442,7 @@ class _HostGroup:
             self.passes = _Passes(split, final, channels, tables)
         else:
             (self.desc,) = staging.upload_tables([launch.descriptor(sources)], device)
+        self.span = self.passes.size if self.passes is not None else int(self.starts[-1])  # of the launch's source
 
     def table_bytes(self) -> int:
         tables = [self.desc] if self.passes is None else [self.desc, *self.passes.tables()]
@@ -466,7 +468,8 @@ class _HostGroup:
         return pixels, self.desc
 
     def run(self, images, flat: torch.Tensor) -> None:
-        self.launch(*self.stage(images), flat)
+        src, desc = self.stage(images)
+        self.launch(src, desc, flat, self.span)
 
 
 class _Passes:
@@ -547,8 +550,8 @@ class _DeviceGroup:
                 (offset + y0 * s_row + x0 * s_col, (s_row, s_col, s_c))
                 for (offset, s_row, s_col, s_c), ((y0, _), (x0, _)) in zip(mappings, self.boxes)
             ])
-            upload = lambda: staging.upload_array(desc, self.device)  # noqa: E731
-            return base, span, staging.DESCRIPTORS.get((self.device, desc.tobytes()), upload)
+            key = (self.device, desc.tobytes())
+            return base, span, staging.DESCRIPTORS.get(key, lambda: staging.upload_array(desc, self.device))
 
         def build():
             resize_here = tuple(item.geometry.resample is not None for item in self.items)
@@ -573,4 +576,4 @@ class _DeviceGroup:
             self.launch(src, tables, flat, span)
             return
         passes, desc = tables
-        self.launch(passes(src, self.device), desc, flat)
+        self.launch(passes(src, self.device), desc, flat, passes.size)
