@@ -9,6 +9,7 @@ and numpy's take release the GIL, so a batch uses every core.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,12 +20,17 @@ from ..plan import INTEGRAL, RAW, UNIT_FLOAT, BatchPlan, ImagePlan
 from ..plan import PIL as PIL_SOURCE
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+WORKERS = max(1, os.cpu_count() or 1)  # threads of the shared pool
 
 
 def _pool() -> ThreadPoolExecutor:
+    """The thread pool every backend shares, created on first use (once, whatever the threads calling)."""
     global _POOL
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="fused_imgproc")
+        with _POOL_LOCK:
+            if _POOL is None:
+                _POOL = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="fused_imgproc")
     return _POOL
 
 

@@ -185,11 +185,13 @@ def upload_windows(windows: list[np.ndarray], starts: np.ndarray, dtype: np.dtyp
         if pool is None:
             copy((0, len(windows)))
             return
-        runs = balanced_runs(starts, pool._max_workers)
+        runs = balanced_runs(starts, numpy_backend.WORKERS)
         pending = [pool.submit(copy, run) for run in runs[1:]]
-        copy(runs[0])
-        for future in pending:
-            future.result()
+        try:
+            copy(runs[0])
+        finally:  # never leave a copy running into a buffer the next call may refill
+            for future in pending:
+                future.result()
 
     buffer = upload(nbytes, fill, device, transient=True)
     return buffer if dtype == np.uint8 else buffer.view(torch.float32)
