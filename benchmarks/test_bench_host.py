@@ -21,6 +21,7 @@ import os
 import time
 
 import numpy as np
+import PIL.Image
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -40,6 +41,7 @@ from fused_imgproc.backends import triton as triton_backend  # noqa: E402, F401
 RNG = np.random.default_rng(0)
 ONE = RNG.integers(0, 256, (480, 640, 3), dtype=np.uint8)
 ONE_TENSOR = torch.from_numpy(ONE.copy())
+ONE_PIL = PIL.Image.fromarray(ONE)
 BATCH = [RNG.integers(0, 256, (int(h), int(w), 3), dtype=np.uint8) for h, w in RNG.integers(400, 801, (64, 2))]
 CALL = {"return_tensors": "pt", "backend": "triton", "device": "cpu", "dtype": torch.bfloat16}
 
@@ -94,6 +96,14 @@ def test_host_one_numpy_image_with_resize(benchmark, no_launch):
     proc = fi.CLIPImageProcessor()
     benchmark(lambda: proc(ONE, **CALL))
     _report(benchmark, [ONE], _staged_arrays(proc, [ONE]))
+
+
+def test_host_one_pil_image_with_resize(benchmark, no_launch):
+    """A decoded image as most pipelines hold it: its RGB pixels are read out of Pillow (one copy) and staged."""
+    benchmark.group = "host work per call"
+    proc = fi.CLIPImageProcessor()
+    benchmark(lambda: proc(ONE_PIL, **CALL))
+    _report(benchmark, [ONE])
 
 
 def test_host_one_device_tensor_fixed_shape(benchmark, no_launch):

@@ -64,6 +64,10 @@ INPUTS = {
     "tensor 4-D batch": lambda: torch.from_numpy(np.stack([image(), image()])).to(DEVICE),
     "list of tensors": lambda: [torch.from_numpy(image()).to(DEVICE), torch.from_numpy(image(22, 31)).to(DEVICE)],
     "1-channel tensor made RGB": lambda: torch.from_numpy(image(c=1)).to(DEVICE),
+    "PIL RGB": lambda: PIL.Image.fromarray(image()),
+    "PIL L made RGB": lambda: PIL.Image.fromarray(image()[..., 0]),
+    "PIL RGBA composited": lambda: PIL.Image.fromarray(image(c=4)),
+    "list of PIL": lambda: [PIL.Image.fromarray(image()), PIL.Image.fromarray(image(17, 30))],
 }
 
 
@@ -127,20 +131,33 @@ def test_limits_are_part_of_the_key():
     proc(x, return_tensors="pt", **TRITON)
 
 
-@pytest.mark.parametrize("name, make", [
-    ("PIL image", lambda: PIL.Image.fromarray(image())),
-    ("float32 array", lambda: image(dtype=np.float32) / 255),
-    ("RGBA array made RGB", lambda: image(c=4)),
-    ("nested list", lambda: [[image()], [image()]]),
+@pytest.mark.parametrize("name, make, config", [
+    ("16-bit PIL image read as an array", lambda: PIL.Image.fromarray(image()[..., 0].astype(np.uint16)),
+     {"do_convert_rgb": False, "image_mean": 0.5, "image_std": 0.5}),
+    ("float32 array", lambda: image(dtype=np.float32) / 255, {}),
+    ("RGBA array made RGB", lambda: image(c=4), {}),
+    ("nested list", lambda: [[image()], [image()]], {}),
 ])
-def test_inputs_whose_preparation_reads_pixels_are_never_cached(monkeypatch, name, make):
-    proc = small()
+def test_inputs_whose_preparation_reads_pixels_are_never_cached(monkeypatch, name, make, config):
+    proc = small(**config)
     plans = count_plans(monkeypatch, proc)
     for _ in range(2):
         images = make()
         got = proc(images, return_tensors="pt", **TRITON).pixel_values
         assert same(got, reference(proc, images, return_tensors="pt")), name
     assert len(plans) == 2 and len(proc._calls()) == 0
+
+
+def test_a_pil_images_transparency_key_is_part_of_the_key():
+    """A palette image with a transparency index is composited onto white; without one it is not."""
+    proc = small()
+    plain = PIL.Image.fromarray(image()).convert("P")
+    keyed = plain.copy()
+    keyed.info["transparency"] = 0
+    for x in (plain, keyed, plain, keyed):
+        got = proc(x, return_tensors="pt", **TRITON).pixel_values
+        assert same(got, reference(proc, x, return_tensors="pt"))
+    assert len(proc._calls()) == 2
 
 
 def test_unhashable_settings_are_not_cached(monkeypatch):

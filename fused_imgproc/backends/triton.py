@@ -29,6 +29,8 @@ thread shares unless it selects its own (per-thread CUDA streams would need that
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import PIL.Image
 import torch
@@ -124,12 +126,19 @@ def _stays_on_device(image, device: torch.device, resize_filter) -> bool:
     return image.dtype == torch.uint8 and resize_filter in GPU_FILTERS
 
 
-def view_recipe(image, prepared: PreparedImage):
-    """A function `f(image)` that redoes `prepare`'s work with views alone (a permute, an expand) for any input of the
-    same type, shape, dtype, strides and device as `image`, or None when `prepare` did more than take a view (a
-    conversion, a copy, a value scan: anything but uint8). A processor's call cache replays `f` instead of
-    `prepare`; the recipe is accepted only when it reproduces this image's prepared view exactly (same memory,
-    shape and strides), so it is the same preparation."""
+def replay_recipe(image, prepared: PreparedImage, preparation: dict):
+    """A function `f(image)` that prepares any input of the same signature as `image` (see
+    `processors/call_cache.input_signature`) as `prepare(image, **preparation)` prepared this one, or None when that
+    preparation depends on more than the signature (the values of a non-uint8 array are scanned and classified).
+
+    A PIL image whose preparation is a PIL image (L, RGB or RGBA, or made RGB): `prepare` itself, whose every
+    decision depends only on the mode, size and transparency key the signature holds. An array or tensor: views
+    alone (a permute, an expand), accepted only when they reproduce this image's prepared view exactly (same memory,
+    shape and strides), so they are the same preparation; None when `prepare` did more than take a view (a
+    conversion, a copy, a value scan: anything but uint8). A processor's call cache replays `f` instead of the
+    full path."""
+    if isinstance(image, PIL.Image.Image):
+        return functools.partial(prepare, **preparation) if prepared.pil is not None else None
     if is_torch_tensor(image):
         if image.dtype != torch.uint8:
             return None

@@ -308,11 +308,11 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
         if device.type != "cpu" and return_tensors is not None and TensorType(return_tensors) != TensorType.PYTORCH:
             raise ValueError(f"device={str(device)!r} returns torch tensors: use return_tensors='pt' (or None)")
         flat = make_flat_list_of_images(images)
-        prepared = [
-            triton_backend.prepare(image, bool(settings["do_convert_rgb"]), input_data_format, device,
-                                   resize_filter=int(settings["resample"]) if settings["do_resize"] else None)
-            for image in flat
-        ]
+        preparation = {
+            "do_convert_rgb": bool(settings["do_convert_rgb"]), "input_data_format": input_data_format,
+            "device": device, "resize_filter": int(settings["resample"]) if settings["do_resize"] else None,
+        }
+        prepared = [triton_backend.prepare(image, **preparation) for image in flat]
         plan = self._plan(prepared, settings, out_dtype)
         program = triton_backend.Program(
             plan, prepared, device=device, channels_first=data_format == ChannelDimension.FIRST, out_dtype=out_dtype,
@@ -323,7 +323,7 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
             pixel_values = list(pixel_values)
         result = BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
         if key is not None:
-            recipes = [triton_backend.view_recipe(image, p) for image, p in zip(flat, prepared)]
+            recipes = [triton_backend.replay_recipe(image, p, preparation) for image, p in zip(flat, prepared)]
             if all(recipe is not None for recipe in recipes):
                 self._calls().put(key, call_cache.CachedCall(program, recipes, key[-1][0], return_tensors))
         return result

@@ -14,10 +14,12 @@ tables: a batch of 64 images holds about 2 MB), the backend's `Program` and each
 repeated call re-takes its inputs' views, stages host pixels and launches, and nothing else (docs/BEHAVIOUR.md
 section 8).
 
-Never cached, always taking the full path with the same results: PIL images (their conversion is data work),
-inputs that are not uint8 (their preparation scans and classifies the values), uint8 inputs whose preparation is
-more than a view (alpha compositing, a 1-channel array made RGB), nested lists, and arguments that cannot be frozen
-into a key (a numpy array or a tensor as `image_mean`, ...).
+A PIL image is prepared again on every replay (its conversion to RGB is the same function of the same mode, size
+and transparency key); arrays and tensors by views alone. Never cached, always taking the full path with the same
+results: arrays and tensors that are not uint8 (their preparation scans and classifies the values), PIL images in
+modes read as such arrays (I;16, F, ...), uint8 arrays whose preparation is more than a view (alpha compositing, a
+1-channel array made RGB), nested lists, and arguments that cannot be frozen into a key (a numpy array or a tensor
+as `image_mean`, ...).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
+import PIL.Image
 
 from ..batch import BatchFeature, TensorType
 from ..limits import get_limits
@@ -116,22 +119,34 @@ def _tensor_signature(tensor) -> tuple:
 
 
 def input_signature(images) -> tuple | None:
-    """`(batch, per-input signature)` for one 3-D or 4-D array/tensor or a flat list of 3-D ones, else `None`."""
+    """`(batch, per-input signature)` for one image (a 3-D array/tensor or a PIL image), a 4-D array/tensor or a
+    flat list of images, else `None`."""
     kind = type(images)
     if kind is list or kind is tuple:
         signature = []
         for image in images:
-            if isinstance(image, np.ndarray) and image.ndim == 3:
-                signature.append((type(image), image.shape, image.dtype))
-            elif _is_tensor(image) and image.dim() == 3:
-                signature.append(_tensor_signature(image))
-            else:
+            one = _image_signature(image)
+            if one is None:
                 return None
+            signature.append(one)
         return (True, tuple(signature)) if signature else None
-    if isinstance(images, np.ndarray) and images.ndim in (3, 4):
-        return (images.ndim == 4, (kind, images.shape, images.dtype))
-    if _is_tensor(images) and images.dim() in (3, 4):
-        return (images.dim() == 4, _tensor_signature(images))
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return (True, (kind, images.shape, images.dtype))
+    if _is_tensor(images) and images.dim() == 4:
+        return (True, _tensor_signature(images))
+    one = _image_signature(images)
+    return None if one is None else (False, one)
+
+
+def _image_signature(image) -> tuple | None:
+    """What a single image's preparation depends on: the kind, shape and dtype of an array (for a tensor also its
+    strides, storage offset and device), the mode, size and transparency key of a PIL image."""
+    if isinstance(image, np.ndarray):
+        return (type(image), image.shape, image.dtype) if image.ndim == 3 else None
+    if _is_tensor(image):
+        return _tensor_signature(image) if image.dim() == 3 else None
+    if isinstance(image, PIL.Image.Image):
+        return (type(image), image.mode, image.size, image.info.get("transparency") is not None)
     return None
 
 
