@@ -148,20 +148,24 @@ def runner(n: int):
     return lambda f, count: list(pool.map(f, range(count)))
 
 
+_TORCH_DTYPES = {np.dtype(name): getattr(torch, name) for name in ("uint8", "int32", "int64", "float32", "float64")}
+
+
 def upload_tables(tables: list[np.ndarray], device) -> list[torch.Tensor]:
     """Device copies of `tables` (each 64-byte aligned in one staging buffer) in one upload; kept by the caller."""
-    offsets, position = [], 0
-    for table in tables:
-        offsets.append(position)
-        position = -(-(position + table.nbytes) // ALIGN) * ALIGN
+    sizes = [-(-table.nbytes // ALIGN) * ALIGN for table in tables]
+    nbytes = sum(sizes)
 
     def fill(view):
-        for table, offset in zip(tables, offsets):
-            view[offset : offset + table.nbytes] = table.view(np.uint8).reshape(-1)
+        offset = 0
+        for table, size in zip(tables, sizes):
+            view[offset : offset + table.nbytes] = table.reshape(-1).view(np.uint8)
+            offset += size
 
-    buffer = upload(position, fill, device)
+    buffer = upload(nbytes, fill, device)
     return [
-        buffer[o : o + t.nbytes].view(torch.from_numpy(t[:0]).dtype).view(t.shape) for t, o in zip(tables, offsets)
+        part[: table.nbytes].view(_TORCH_DTYPES[table.dtype]).view(table.shape)
+        for part, table in zip(buffer.split(sizes), tables)
     ]
 
 
