@@ -7,11 +7,12 @@ the plan, descriptor rows, the resize's pass plan, value tables) depends only on
 - the processor's settings (every config attribute, compared by value, so changing one in place is seen);
 - the call's arguments (by value and type: `do_resize=1` is not `do_resize=True`);
 - the resource limits in force (`fused_imgproc.limits`);
-- each input's type, shape and dtype, and for tensors their strides, storage offset and device.
+- each input's type, shape and dtype (for tensors also their strides, storage offset and device; for PIL images
+  their mode, size and whether a transparency key is set).
 
 A processor keeps, for its `MAX_ENTRIES` most recent such keys (and at most `MAX_TABLE_BYTES` of their device
-tables: a batch of 64 images holds about 2 MB), the backend's `Program` and each input's view recipe, so that a
-repeated call re-takes its inputs' views, stages host pixels and launches, and nothing else (docs/BEHAVIOUR.md
+tables: a batch of 64 images holds about 2 MB), the backend's `Program` and how to prepare each input again, so
+that a repeated call prepares its inputs, stages host pixels and launches, and nothing else (docs/BEHAVIOUR.md
 section 8).
 
 A PIL image is prepared again on every replay (its conversion to RGB is the same function of the same mode, size
@@ -75,7 +76,7 @@ class CallCache:
 
 
 class CachedCall:
-    """What a repeated call replays: the backend's program, each input's view recipe, and the result's form."""
+    """What a repeated call replays: the backend's program, how to prepare each input again, the result's form."""
 
     __slots__ = ("as_list", "batch", "program", "recipes", "tensor_type")
 
