@@ -145,9 +145,26 @@ class ImagePlan:
 
 
 @dataclass(frozen=True)
+class ImageLayout:
+    """The output layout of a batch of images: each image as (C, H, W) when `channels_first`, else (H, W, C).
+    Part of the plan, so that no backend decides the layout on its own (docs/BEHAVIOUR.md section 8)."""
+
+    channels_first: bool = True
+
+    def shape(self, item: ImagePlan) -> tuple[int, int, int]:
+        """The output shape of one image."""
+        h, w = item.geometry.out_hw
+        return (item.channels, h, w) if self.channels_first else (h, w, item.channels)
+
+
+CHANNELS_FIRST = ImageLayout()  # transformers' default output layout
+
+
+@dataclass(frozen=True)
 class BatchPlan:
     images: tuple[ImagePlan, ...]
     value_map: ValueMap
+    layout: ImageLayout = CHANNELS_FIRST
 
     def table(self, image: ImagePlan) -> np.ndarray:
         """The `(channels, 256)` table for `image` (cached; identity maps return the domain itself)."""

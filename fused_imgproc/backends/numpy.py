@@ -129,23 +129,20 @@ def output_dtype(plan: BatchPlan, images: list[PreparedImage], out_dtype, items=
 
 
 def execute(
-    plan: BatchPlan, images: list[PreparedImage], channels_first: bool = True, out_dtype=None, stack: bool = True
+    plan: BatchPlan, images: list[PreparedImage], out_dtype=None, stack: bool = True
 ) -> np.ndarray | list[np.ndarray]:
     """Runs `plan` on `images`.
 
     Args:
-        plan (`BatchPlan`): geometry and value map of every image.
+        plan (`BatchPlan`): geometry, value map and output layout of every image.
         images (`list[PreparedImage]`): the inputs, one per `plan.images` entry.
-        channels_first (`bool`, *optional*, defaults to `True`): (C, H, W) outputs, else (H, W, C).
         out_dtype (`np.dtype` or `"bfloat16"`, *optional*): output dtype; the float32 table is cast once. For
             `"bfloat16"` the outputs hold the int16 bit patterns (view them as bfloat16).
         stack (`bool`, *optional*, defaults to `True`): return one (N, ...) array when every output has the same
             shape; otherwise (or when False) a list of arrays.
     """
-    shapes = []
-    for item in plan.images:
-        h, w = item.geometry.out_hw
-        shapes.append((item.channels, h, w) if channels_first else (h, w, item.channels))
+    channels_first = plan.layout.channels_first
+    shapes = [plan.layout.shape(item) for item in plan.images]
     if stack and len(set(shapes)) == 1:
         # One array: the promoted dtype of every image's result, as stacking transformers' outputs gives.
         result = np.empty((len(shapes),) + shapes[0], dtype=output_dtype(plan, images, out_dtype))

@@ -243,12 +243,11 @@ def _params(plan: BatchPlan, max_channels: int, device: torch.device) -> torch.T
 
 
 def execute(
-    plan: BatchPlan, images: list[PreparedImage], *, device: torch.device, channels_first: bool = True,
-    out_dtype=None, stack: bool = True, out: torch.Tensor | None = None,
+    plan: BatchPlan, images: list[PreparedImage], *, device: torch.device, out_dtype=None, stack: bool = True,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor | list[torch.Tensor]:
     """Runs `plan` on `images` on `device` (see the module docstring): `Program(...).run(images, out)`."""
-    program = Program(plan, images, device=device, channels_first=channels_first, out_dtype=out_dtype, stack=stack,
-                      out=out)
+    program = Program(plan, images, device=device, out_dtype=out_dtype, stack=stack, out=out)
     return program.run(images, out)
 
 
@@ -262,25 +261,21 @@ class Program:
     server's steady state, does only `run` (docs/BEHAVIOUR.md section 8).
 
     Args:
-        plan (`BatchPlan`): geometry and value map of every image.
+        plan (`BatchPlan`): geometry, value map and output layout of every image.
         images (`list[PreparedImage]`): the inputs (`prepare`d), one per `plan.images` entry.
         device (`torch.device`): from `resolve_device`.
-        channels_first (`bool`, *optional*, defaults to `True`): (C, H, W) outputs, else (H, W, C).
         out_dtype (`np.dtype` or `"bfloat16"`, *optional*): output dtype (the plan's own when `None`).
         stack (`bool`, *optional*, defaults to `True`): one (N, ...) tensor when every output has the same shape.
         out (`torch.Tensor`, *optional*): a contiguous (N, ...) tensor of the output dtype on `device` to write; every
             `run` must then be given one of the same shape, dtype and device.
     """
 
-    def __init__(self, plan: BatchPlan, images: list[PreparedImage], *, device: torch.device,
-                 channels_first: bool = True, out_dtype=None, stack: bool = True, out: torch.Tensor | None = None):
+    def __init__(self, plan: BatchPlan, images: list[PreparedImage], *, device: torch.device, out_dtype=None,
+                 stack: bool = True, out: torch.Tensor | None = None):
         self.device = device
         self.dtype = dtype = torch_dtype(plan, images, out_dtype)
         check_sources(plan, images)
-        shapes = []
-        for item in plan.images:
-            h, w = item.geometry.out_hw
-            shapes.append((item.channels, h, w) if channels_first else (h, w, item.channels))
+        shapes = [plan.layout.shape(item) for item in plan.images]
         out_offsets = np.concatenate([[0], np.cumsum([int(np.prod(shape)) for shape in shapes])]).astype(np.int64)
         self.total = int(out_offsets[-1])
         uniform = len(set(shapes)) == 1
@@ -303,7 +298,7 @@ class Program:
             groups.setdefault(key, []).append(i)
         self.groups = []
         for (where, _), indices in groups.items():
-            launch = _Launch(plan, indices, out_offsets, dtype, device, channels_first)
+            launch = _Launch(plan, indices, out_offsets, dtype, device)
             group = _DeviceGroup if where == "device" else _HostGroup
             self.groups.append(group(plan, images, indices, launch, device))
         # The device memory of the tables this program keeps alive (what a cache of programs holds).
@@ -354,8 +349,7 @@ class _Launch:
     """The crop/normalize launch of one group of images that share a source dtype (and, on the device, a buffer):
     value tables or parameters (cached on the device), a descriptor builder, and the launch's configuration."""
 
-    def __init__(self, plan: BatchPlan, indices: list[int], out_offsets, dtype: torch.dtype, device: torch.device,
-                 channels_first: bool):
+    def __init__(self, plan: BatchPlan, indices: list[int], out_offsets, dtype: torch.dtype, device: torch.device):
         items = [plan.images[i] for i in indices]
         self.float_src = items[0].source == RAW
         self.max_channels = max(item.channels for item in items)
@@ -369,7 +363,7 @@ class _Launch:
         self.descriptor = _Descriptor(items, [int(out_offsets[i]) for i in indices], table_offsets)
         self.total = int(out_offsets[-1])  # elements of the output buffer
         vm = plan.value_map
-        self.flags = (vm.do_rescale, vm.do_normalize, not channels_first)
+        self.flags = (vm.do_rescale, vm.do_normalize, not plan.layout.channels_first)
         self.kernel = K.CropNormalizeLaunch(len(items), self.max_pixels, self.max_channels, *self.flags,
                                             torch.float32 if self.float_src else torch.uint8, dtype)
 

@@ -27,7 +27,7 @@ from ..image_utils import (
     prepare_image,
 )
 from ..limits import check_aspect_ratio, check_call_bytes, check_pillow_sides, check_pixels
-from ..plan import BatchPlan, ImagePlan, classify_source, make_value_map
+from ..plan import CHANNELS_FIRST, BatchPlan, ImageLayout, ImagePlan, classify_source, make_value_map
 from ..transforms import get_size_dict
 from . import call_cache
 from .methods import ImageOpsMixin
@@ -285,11 +285,8 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
             prepare_image(image, bool(settings["do_convert_rgb"]), input_data_format)
             for image in make_flat_list_of_images(images)
         ]
-        plan = self._plan(prepared, settings, out_dtype)
-        pixel_values = numpy_backend.execute(
-            plan, prepared, channels_first=data_format == ChannelDimension.FIRST, out_dtype=out_dtype,
-            stack=return_tensors is not None,
-        )
+        plan = self._plan(prepared, settings, out_dtype, ImageLayout(data_format == ChannelDimension.FIRST))
+        pixel_values = numpy_backend.execute(plan, prepared, out_dtype=out_dtype, stack=return_tensors is not None)
         if out_dtype == "bfloat16":
             import torch
 
@@ -313,10 +310,9 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
             "device": device, "resize_filter": int(settings["resample"]) if settings["do_resize"] else None,
         }
         prepared = [triton_backend.prepare(image, **preparation) for image in flat]
-        plan = self._plan(prepared, settings, out_dtype)
+        plan = self._plan(prepared, settings, out_dtype, ImageLayout(data_format == ChannelDimension.FIRST))
         program = triton_backend.Program(
-            plan, prepared, device=device, channels_first=data_format == ChannelDimension.FIRST, out_dtype=out_dtype,
-            stack=return_tensors is not None, out=out,
+            plan, prepared, device=device, out_dtype=out_dtype, stack=return_tensors is not None, out=out
         )
         pixel_values = program.run(prepared, out)
         if return_tensors is None and not isinstance(pixel_values, list):
@@ -328,7 +324,7 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
                 self._calls().put(key, call_cache.CachedCall(program, recipes, key[-1][0], return_tensors))
         return result
 
-    def _plan(self, prepared, settings, out_dtype=None) -> BatchPlan:
+    def _plan(self, prepared, settings, out_dtype=None, layout: ImageLayout = CHANNELS_FIRST) -> BatchPlan:
         geometries = [self._geometry(image, settings) for image in prepared]
         _check_resources(prepared, geometries, out_dtype)  # before any pass over the pixels
         value_maps = {}
@@ -346,7 +342,7 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
                 f"The batch mixes images with {sorted(value_maps)} channels; normalize needs one channel count "
                 "(set do_convert_rgb=True to make every image RGB)"
             )
-        return BatchPlan(tuple(items), next(iter(value_maps.values())))
+        return BatchPlan(tuple(items), next(iter(value_maps.values())), layout)
 
     def _geometry(self, image, settings) -> ImageGeometry:
         geometry = ImageGeometry.identity((image.height, image.width))
