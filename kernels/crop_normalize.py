@@ -35,6 +35,16 @@ def next_power_of_2(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
+def launch_on(tensor: torch.Tensor, kernel, *args, **kwargs) -> None:
+    """`kernel(*args, **kwargs)` with `tensor`'s GPU current, switching only when another one is (a context manager
+    per launch would cost host time for nothing)."""
+    if tensor.is_cuda and tensor.device.index != torch.cuda.current_device():
+        with torch.cuda.device(tensor.device):
+            kernel(*args, **kwargs)
+    else:
+        kernel(*args, **kwargs)
+
+
 @triton.jit
 def _crop_normalize_kernel(
     src_ptr,
@@ -195,8 +205,4 @@ class CropNormalizeLaunch:
     def __call__(self, src, desc, table, params, out, index_64: bool) -> None:
         if self.empty:
             return
-        if out.is_cuda and out.device.index != torch.cuda.current_device():
-            with torch.cuda.device(out.device):  # on out's GPU
-                self.kernel(src, desc, table, params, out, self.tiles, INDEX_64=index_64, **self.constants)
-        else:
-            self.kernel(src, desc, table, params, out, self.tiles, INDEX_64=index_64, **self.constants)
+        launch_on(out, self.kernel, src, desc, table, params, out, self.tiles, INDEX_64=index_64, **self.constants)

@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .crop_normalize import INT32_MAX, INTERPRETED, next_power_of_2
+from .crop_normalize import INT32_MAX, INTERPRETED, launch_on, next_power_of_2
 
 SRC, S_OTHER, S_AXIS, SC, DST, D_OTHER, D_AXIS, N_OTHER, N_AXIS, OTHER0, AXIS0, COEF, OUT, KSIZE, CH = range(15)
 DESC_FIELDS = 15
@@ -127,8 +127,4 @@ class ResampleLaunch:
     def __call__(self, src, dst, desc, coef, tiles) -> None:
         if self.empty:
             return
-        if dst.is_cuda and dst.device.index != torch.cuda.current_device():
-            with torch.cuda.device(dst.device):  # on dst's GPU
-                self.kernel(src, dst, desc, coef, tiles, **self.constants)
-        else:
-            self.kernel(src, dst, desc, coef, tiles, **self.constants)
+        launch_on(dst, self.kernel, src, dst, desc, coef, tiles, **self.constants)

@@ -132,12 +132,8 @@ def upload(nbytes: int, fill, device: torch.device, transient: bool = False) -> 
 
 
 def upload_array(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    array = np.ascontiguousarray(array)
-
-    def fill(view):
-        view[:] = array.view(np.uint8).reshape(-1)
-
-    return upload(array.nbytes, fill, device).view(torch.from_numpy(array[:0]).dtype).view(array.shape)
+    """A device copy of one array (see `upload_tables`)."""
+    return upload_tables([np.ascontiguousarray(array)], device)[0]
 
 
 def runner(n: int):
@@ -148,7 +144,9 @@ def runner(n: int):
     return lambda f, count: list(pool.map(f, range(count)))
 
 
-_TORCH_DTYPES = {np.dtype(name): getattr(torch, name) for name in ("uint8", "int32", "int64", "float32", "float64")}
+_TORCH_DTYPES = {
+    np.dtype(name): getattr(torch, name) for name in ("uint8", "int16", "int32", "int64", "float16", "float32", "float64")
+}
 
 
 def upload_tables(tables: list[np.ndarray], device) -> list[torch.Tensor]:
@@ -198,7 +196,7 @@ def upload_windows(windows: list[np.ndarray], starts: np.ndarray, dtype: np.dtyp
                 future.result()
 
     buffer = upload(nbytes, fill, device, transient=True)
-    return buffer if dtype == np.uint8 else buffer.view(torch.float32)
+    return buffer.view(_TORCH_DTYPES[dtype])
 
 
 PARALLEL_COPY_BYTES = 4 << 20  # below this, one thread copies a call's pixels

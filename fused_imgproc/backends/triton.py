@@ -153,21 +153,28 @@ def replay_recipe(image, prepared: PreparedImage, preparation: dict):
                         and view.stride() == target.stride() and view.device == target.device):
                     return lambda x, recipe=recipe: PreparedImage(tensor=recipe(x))
             return None
-        image = image.detach().numpy()
-        candidates = [(lambda x: x.detach().numpy(), lambda x: x.detach().numpy().transpose(1, 2, 0))]
+        as_array = _tensor_as_array  # a CPU tensor on a CUDA call: prepared as its numpy view
     elif isinstance(image, np.ndarray) and image.dtype == np.uint8:
-        candidates = [(lambda x: x, lambda x: x.transpose(1, 2, 0))]
+        as_array = _same
     else:
         return None
     target = prepared.array
     if target is None:
         return None
-    for as_array, chw in candidates:
-        for recipe, view in ((as_array, image), (chw, image.transpose(1, 2, 0))):
-            if (view.__array_interface__["data"][0] == target.__array_interface__["data"][0]
-                    and view.shape == target.shape and view.strides == target.strides and view.dtype == target.dtype):
-                return lambda x, recipe=recipe: PreparedImage(array=recipe(x))
+    for recipe in (as_array, lambda x, as_array=as_array: as_array(x).transpose(1, 2, 0)):
+        view = recipe(image)
+        if (view.__array_interface__["data"][0] == target.__array_interface__["data"][0]
+                and view.shape == target.shape and view.strides == target.strides and view.dtype == target.dtype):
+            return lambda x, recipe=recipe: PreparedImage(array=recipe(x))
     return None
+
+
+def _same(x):
+    return x
+
+
+def _tensor_as_array(x):
+    return x.detach().numpy()
 
 
 _TENSOR_RECIPES = (
@@ -322,8 +329,7 @@ class Program:
             group.run(images, target)
         if out is not None or self.batch_shape is not None:
             return target
-        flat = target
-        views = [flat[start:stop].view(shape) for start, stop, shape in self.views]
+        views = [target[start:stop].view(shape) for start, stop, shape in self.views]
         if self.own_dtypes is not None:
             views = [v if v.dtype == dtype else v.to(dtype) for v, dtype in zip(views, self.own_dtypes)]
         return views
@@ -448,8 +454,7 @@ class _HostGroup:
         self.span = self.passes.size if self.passes is not None else int(self.starts[-1])  # of the launch's source
 
     def table_bytes(self) -> int:
-        tables = [self.desc] if self.passes is None else [self.desc, *self.passes.tables()]
-        return sum(t.numel() * t.element_size() for t in tables)
+        return _tables_bytes(self.passes, self.desc)
 
     def _window(self, images, k: int) -> np.ndarray:
         item, image, ((y0, y1), (x0, x1)) = self.items[k], images[self.indices[k]], self.rects[k]
@@ -510,12 +515,13 @@ class _DeviceGroup:
         self.boxes = [
             gpu_resize.source_rect(item) if self.resizing else item.geometry.source_window()[:2] for item in items
         ]
-        self.variants = {}  # in place (True) or gathered (False) -> (base, span, device tables) of that layout
+        self.variants = {}  # in place (True) or gathered (False) -> (base, span, passes, desc) of that layout
         self._source(images)  # uploads the tables now, on the first call (before any CUDA-graph capture)
 
     def _source(self, images):
-        """`(src, span, tables)`: the tensor the first kernel reads (its data pointer is the base of the descriptors'
-        offsets), one past the largest element offset they reach, and the device tables for reading it."""
+        """`(src, variant)`: the tensor the first kernel reads (its data pointer is the base of the descriptors'
+        offsets) and the variant for reading it: `(base, span, passes, desc)`, `span` one past the largest element
+        offset of `src` the descriptors reach, `passes` the resize's `_Passes` (None without a resize)."""
         tensors = [images[i].tensor for i in self.indices]
         if len(tensors) == 1:
             in_place = True
@@ -525,11 +531,10 @@ class _DeviceGroup:
         variant = self.variants.get(in_place)
         if variant is None:
             variant = self.variants[in_place] = self._variant(tensors, in_place)
-        base, span, tables = variant
         if in_place:
-            return tensors[base], span, tables
+            return tensors[variant[0]], variant
         rects = [t[y0:y1, x0:x1] for t, ((y0, y1), (x0, x1)) in zip(tensors, self.boxes)]
-        return torch.cat([r.reshape(-1) for r in rects]), span, tables
+        return torch.cat([r.reshape(-1) for r in rects]), variant
 
     def _variant(self, tensors, in_place: bool):
         if in_place:
@@ -554,7 +559,7 @@ class _DeviceGroup:
                 for (offset, s_row, s_col, s_c), ((y0, _), (x0, _)) in zip(mappings, self.boxes)
             ])
             key = (self.device, desc.tobytes())
-            return base, span, staging.DESCRIPTORS.get(key, lambda: staging.upload_array(desc, self.device))
+            return base, span, None, staging.DESCRIPTORS.get(key, lambda: staging.upload_array(desc, self.device))
 
         def build():
             resize_here = tuple(item.geometry.resample is not None for item in self.items)
@@ -564,19 +569,20 @@ class _DeviceGroup:
 
         # Keyed by what the pass plan is computed from: another program of the same shapes shares the upload.
         key = (self.device, "resize", self.items, tuple(mappings), descriptor.key)
-        return base, span, staging.DESCRIPTORS.get(key, build)
+        return (base, span, *staging.DESCRIPTORS.get(key, build))
 
     def table_bytes(self) -> int:
-        total = 0
-        for _, _, tables in self.variants.values():
-            tensors = [tables] if isinstance(tables, torch.Tensor) else [tables[1], *tables[0].tables()]
-            total += sum(t.numel() * t.element_size() for t in tensors)
-        return total
+        return sum(_tables_bytes(passes, desc) for _, _, passes, desc in self.variants.values())
 
     def run(self, images, flat: torch.Tensor) -> None:
-        src, span, tables = self._source(images)
-        if not self.resizing:
-            self.launch(src, tables, flat, span)
-            return
-        passes, desc = tables
-        self.launch(passes(src, self.device), desc, flat, passes.size)
+        src, (_, span, passes, desc) = self._source(images)
+        if passes is None:
+            self.launch(src, desc, flat, span)
+        else:
+            self.launch(passes(src, self.device), desc, flat, passes.size)
+
+
+def _tables_bytes(passes, desc: torch.Tensor) -> int:
+    """Device bytes of a launch group's descriptor and resize tables."""
+    tables = [desc] if passes is None else [desc, *passes.tables()]
+    return sum(t.numel() * t.element_size() for t in tables)

@@ -321,7 +321,7 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
         if key is not None:
             recipes = [triton_backend.replay_recipe(image, p, preparation) for image, p in zip(flat, prepared)]
             if all(recipe is not None for recipe in recipes):
-                self._calls().put(key, call_cache.CachedCall(program, recipes, key[-1][0], return_tensors))
+                self._calls().put(key, call_cache.CachedCall(program, recipes, call_cache.batched(key), return_tensors))
         return result
 
     def _plan(self, prepared, settings, out_dtype=None, layout: ImageLayout = CHANNELS_FIRST) -> BatchPlan:

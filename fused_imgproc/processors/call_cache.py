@@ -175,6 +175,11 @@ def call_key(processor, images, arguments: tuple, extras: dict, out, device) -> 
     return (type(processor), settings, tuple(frozen), _device_index(device), out, get_limits(), signature)
 
 
+def batched(key: tuple) -> bool:
+    """Whether the inputs of a call with this key (from `call_key`) are a batch (a list or a 4-D array/tensor)."""
+    return key[-1][0]
+
+
 class _Settings:
     """A processor's frozen settings with their hash computed once: while they do not change, every call's key holds
     this same object, which hashes and compares (by identity) in constant time."""
