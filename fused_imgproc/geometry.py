@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .resample import axis_coefficients
+
 
 @dataclass(frozen=True)
 class ImageGeometry:
@@ -88,6 +90,17 @@ class ImageGeometry:
         if y1 <= y0 or x1 <= x0:
             return (0, 0), (0, 0), (0, 0), (0, 0)
         return (y0, y1), (x0, x1), (y0 - self.top, y1 - self.top), (x0 - self.left, x1 - self.left)
+
+    def source_rect(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Rows and columns of the image entering the resize that the window of `source_window` reads through the
+        resize's taps (Pillow's coefficient tables, on each axis the resize changes): what a GPU resize uploads."""
+        (y0, y1), (x0, x1), _, _ = self.source_window()
+        if y1 <= y0:
+            return (0, 0), (0, 0)
+        (h, w), (oh, ow) = self.src_hw, self.resize_hw
+        rows = axis_coefficients(h, oh, self.resample).input_range(y0, y1) if h != oh else (y0, y1)
+        cols = axis_coefficients(w, ow, self.resample).input_range(x0, x1) if w != ow else (x0, x1)
+        return rows, cols
 
 
 # --- resize-size rules (transformers' PIL backend) ------------------------------------------------------------

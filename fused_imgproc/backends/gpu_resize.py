@@ -38,17 +38,6 @@ def on_gpu(item: ImagePlan, image: PreparedImage) -> bool:
     return y1 > y0
 
 
-def source_rect(item: ImagePlan) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Rows and columns of the image entering the resize that the crop window needs."""
-    (y0, y1), (x0, x1), _, _ = item.geometry.source_window()
-    if y1 <= y0:
-        return (0, 0), (0, 0)
-    (h, w), (oh, ow) = item.geometry.src_hw, item.geometry.resize_hw
-    rows = axis_coefficients(h, oh, item.geometry.resample).input_range(y0, y1) if h != oh else (y0, y1)
-    cols = axis_coefficients(w, ow, item.geometry.resample).input_range(x0, x1) if w != ow else (x0, x1)
-    return rows, cols
-
-
 @functools.lru_cache(maxsize=256)
 def _identity(size: int) -> AxisCoefficients:
     """A one-tap copy (weight 2**22): exact, used to move host-resized or unresized windows into `work`."""
@@ -111,7 +100,7 @@ class PassPlan:
         self.channels = max(self.channels, channels)
         (h, w), (oh, ow), f = item.geometry.src_hw, item.geometry.resize_hw, item.geometry.resample
         (y0, y1), (x0, x1), _, _ = item.geometry.source_window()
-        (sy0, sy1), (sx0, sx1) = source_rect(item)
+        (sy0, sy1), (sx0, sx1) = item.geometry.source_rect()
         final, width = self.final, (x1 - x0) * channels
         self.final += (y1 - y0) * width
         tables = {

@@ -428,7 +428,7 @@ class _HostGroup:
         # Of each image, the rectangle uploaded: of the image entering the resize when the GPU resizes it, else of
         # the (host-resized or unresized) image.
         self.rects = [
-            gpu_resize.source_rect(item) if here else item.geometry.source_window()[:2]
+            item.geometry.source_rect() if here else item.geometry.source_window()[:2]
             for item, here in zip(items, self.resize_here)
         ]
         shapes = [(y1 - y0, x1 - x0, item.channels) for item, ((y0, y1), (x0, x1)) in zip(items, self.rects)]
@@ -513,7 +513,7 @@ class _DeviceGroup:
         self.resizing = any(item.geometry.resample is not None for item in items)
         # What each image's first kernel reads: the source rectangle a GPU resize needs, else the crop window.
         self.boxes = [
-            gpu_resize.source_rect(item) if self.resizing else item.geometry.source_window()[:2] for item in items
+            item.geometry.source_rect() if self.resizing else item.geometry.source_window()[:2] for item in items
         ]
         self.variants = {}  # in place (True) or gathered (False) -> (base, span, passes, desc) of that layout
         self._source(images)  # uploads the tables now, on the first call (before any CUDA-graph capture)

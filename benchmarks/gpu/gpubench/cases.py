@@ -131,7 +131,7 @@ def bytes_moved(case: Case, profile: Profile, sizes: list[tuple[int, int]]) -> i
     itemsize = {"fp32": 4, "bf16": 2}[case.dtype]
     if case.kind == "crop":
         return traffic.crop_bytes(sizes, profile.crop, CHANNELS, itemsize)
-    return traffic.resize_crop_bytes(sizes, profile.clip_edge, profile.clip_crop, CHANNELS, itemsize, "bicubic")
+    return traffic.resize_crop_bytes(sizes, profile.clip_edge, profile.clip_crop, CHANNELS, itemsize)
 
 
 def slot_count(nbytes: int, device: str, l2_bytes: int) -> int:
