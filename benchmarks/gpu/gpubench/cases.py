@@ -10,6 +10,9 @@ Kinds of case:
   from a uint8 `(N, 480, 640, 3)` device tensor, into `out=`.
 - `e2e`: batch-1 latency from a host numpy image (`host`) or a uint8 device tensor (`device`) to a bfloat16
   device tensor, on the host clock.
+- `qwen`: the Qwen2-VL processor end to end (Qwen2.5-VL-7B's config: `smart_resize` to multiples of 28, patch rows
+  of 1176 values, `image_grid_thw`) to bfloat16 device patch rows, on the host clock: one 1080x1920 image from a
+  host numpy array (`host`) or a uint8 device tensor (`device`), and a batch of mixed sizes from host arrays.
 
 Every case gets several input sets ("slots"), used in turn by the timed calls, so that on the GPU the inputs and
 outputs of the slots together exceed twice the L2 cache: a repeated call never finds its data in L2.
@@ -44,16 +47,27 @@ class Profile:
     clip_edge: int
     clip_crop: int
     clip_batches: tuple[int, ...]
+    qwen_src: tuple[int, int]  # the batch-1 Qwen image
+    qwen_mixed: tuple[tuple[int, int], tuple[int, int]]  # mixed batches: heights and widths drawn in these ranges
+    qwen_batch: int  # the mixed batch's size
 
 
-FULL = Profile("full", 256, 224, (1, 8, 64, 256), 64, (480, 640), 224, 224, (1, 8, 64))
-# Under the Triton interpreter every kernel program costs milliseconds: tiny images, batches of 1 and 2.
-SMOKE = Profile("smoke", 16, 8, (1, 2), 8, (12, 16), 8, 8, (1, 2))
+FULL = Profile("full", 256, 224, (1, 8, 64, 256), 64, (480, 640), 224, 224, (1, 8, 64), (1080, 1920),
+               ((480, 1080), (640, 1920)), 8)
+# Under the Triton interpreter every kernel program costs milliseconds: tiny images, batches of 1 and 2. The Qwen
+# images are resized up to Qwen's smallest area (3136 pixels: 56x84 for these) whatever their size.
+SMOKE = Profile("smoke", 16, 8, (1, 2), 8, (12, 16), 8, 8, (1, 2), (20, 36), ((16, 24), (20, 40)), 2)
+
+# Qwen2.5-VL-7B-Instruct's preprocessor_config.json (less `image_processor_type`): our processor and transformers'
+# take these as keyword arguments.
+QWEN25_VL = {"min_pixels": 3136, "max_pixels": 12845056, "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
+             "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}
 
 
 @dataclass(frozen=True)
 class Case:
-    """One measured configuration. `layout`: "uniform"/"ragged" (crop), "uniform" (clip), "host"/"device" (e2e)."""
+    """One measured configuration. `layout`: "uniform"/"ragged" (crop), "uniform" (clip), "host"/"device" (e2e,
+    qwen)."""
 
     kind: str
     batch: int
@@ -63,8 +77,8 @@ class Case:
 
     @property
     def id(self) -> str:
-        if self.kind == "e2e":
-            return f"e2e b{self.batch} {self.layout}->{self.dtype}"
+        if self.kind in ("e2e", "qwen"):
+            return f"{self.kind} b{self.batch} {self.layout}->{self.dtype}"
         if self.kind == "clip":
             return f"clip b{self.batch} {self.dtype} {self.fmt}"
         return f"crop b{self.batch} {self.layout} {self.dtype} {self.fmt}"
@@ -77,9 +91,12 @@ class Case:
 def all_cases(profile: Profile) -> list[Case]:
     """Every case of a run, cheapest and most quoted first (so a run cut short by its time budget loses the tail).
     Within one output dtype and format the crop batches ascend, uniform before ragged: torch.compile's automatic
-    dynamic shapes then recompile as little as they would in a user's program."""
+    dynamic shapes then recompile as little as they would in a user's program. The Qwen cases (a few seconds, most
+    of it transformers' PIL processor) come after CLIP's, before the crop kernel's."""
     cases = [Case("e2e", 1, "host", "bf16", "NCHW"), Case("e2e", 1, "device", "bf16", "NCHW")]
     cases += [Case("clip", batch, "uniform", dtype, "NCHW") for batch in profile.clip_batches for dtype in DTYPE_NAMES]
+    cases += [Case("qwen", 1, "host", "bf16", "rows"), Case("qwen", 1, "device", "bf16", "rows"),
+              Case("qwen", profile.qwen_batch, "host", "bf16", "rows")]
     for fmt in FORMATS:
         for dtype in DTYPE_NAMES:
             for layout in ("uniform", "ragged"):
@@ -94,7 +111,10 @@ def torch_dtype(name: str):
 
 
 def processing_kwargs(case: Case, profile: Profile) -> dict[str, Any]:
-    """The transformers-style preprocess arguments of a case (shared by every processor we call)."""
+    """The transformers-style preprocess arguments of a case (shared by every processor we call; the Qwen cases
+    set theirs when the processor is built, `QWEN25_VL`)."""
+    if case.kind == "qwen":
+        return {}
     if case.kind == "crop":
         crop = profile.crop
         return {"do_resize": False, "do_center_crop": True, "crop_size": {"height": crop, "width": crop}}
@@ -113,7 +133,14 @@ def output_shape(case: Case, profile: Profile) -> tuple[int, ...]:
 
 def image_sizes(case: Case, profile: Profile, rng: np.random.Generator) -> list[tuple[int, int]]:
     """(height, width) of each image. Ragged crop batches: heights drawn around the uniform side, widths chosen so
-    each image has about the uniform pixel count; every side at least the crop."""
+    each image has about the uniform pixel count; every side at least the crop. Qwen batches of more than one
+    image: heights and widths drawn in the profile's ranges, every fourth image turned to portrait."""
+    if case.kind == "qwen":
+        if case.batch == 1:
+            return [profile.qwen_src]
+        (h0, h1), (w0, w1) = profile.qwen_mixed
+        drawn = zip(rng.integers(h0, h1 + 1, case.batch), rng.integers(w0, w1 + 1, case.batch))
+        return [(int(h), int(w)) if k % 4 != 3 else (int(w), int(h)) for k, (h, w) in enumerate(drawn)]
     if case.kind != "crop":
         return [profile.clip_src] * case.batch
     side = profile.crop_src
@@ -129,6 +156,8 @@ def image_sizes(case: Case, profile: Profile, rng: np.random.Generator) -> list[
 
 def bytes_moved(case: Case, profile: Profile, sizes: list[tuple[int, int]]) -> int:
     itemsize = {"fp32": 4, "bf16": 2}[case.dtype]
+    if case.kind == "qwen":
+        return traffic.patch_rows_bytes(sizes, QWEN25_VL, CHANNELS, itemsize)
     if case.kind == "crop":
         return traffic.crop_bytes(sizes, profile.crop, CHANNELS, itemsize)
     return traffic.resize_crop_bytes(sizes, profile.clip_edge, profile.clip_crop, CHANNELS, itemsize)
@@ -170,19 +199,22 @@ def build(case: Case, profile: Profile, device: str, l2_bytes: int, seed: int) -
     generator = torch.Generator(device=device).manual_seed(seed)
     slots = []
     for _ in range(count):
-        if case.layout == "ragged":
+        if case.layout == "ragged" or (case.kind == "qwen" and case.batch > 1):
             images = [torch.randint(0, 256, (h, w, CHANNELS), dtype=torch.uint8, device=device, generator=generator)
                       for h, w in sizes]
             host = [image.cpu().numpy() for image in images]
+            if case.layout == "host":
+                images = host  # a list of host images
         else:
             height, width = sizes[0]
-            shape = (height, width, CHANNELS) if case.kind == "e2e" else (case.batch, height, width, CHANNELS)
+            one_image = case.kind in ("e2e", "qwen")  # a single (H, W, C) image, not an (N, H, W, C) batch
+            shape = (height, width, CHANNELS) if one_image else (case.batch, height, width, CHANNELS)
             images = torch.randint(0, 256, shape, dtype=torch.uint8, device=device, generator=generator)
             host = images.cpu().numpy()
             if case.layout == "host":
                 images = host  # the end-to-end case starts from a host image
         out = None
-        if case.kind != "e2e":
+        if case.kind in ("crop", "clip"):
             out = torch.empty(output_shape(case, profile), dtype=torch_dtype(case.dtype), device=device)
         slots.append(Slot(images, host, out))
     return CaseData(sizes, moved, slots)

@@ -26,15 +26,16 @@ def _font(size: int):
 
 
 def chart_cases(rows: list[dict]) -> list[str]:
-    """The cases worth a chart: every end-to-end case; of the clip and crop cases the largest batch, NCHW."""
+    """The cases worth a chart: every end-to-end case (e2e, qwen); of the clip and crop cases the largest batch,
+    NCHW."""
     chosen: list[str] = []
-    for kind in ("e2e", "clip", "crop"):
+    for kind in ("e2e", "qwen", "clip", "crop"):
         kind_rows = [r for r in rows if r["kind"] == kind]
         if not kind_rows:
             continue
         biggest = max(r["batch"] for r in kind_rows)
         for row in kind_rows:
-            keep = kind == "e2e" or (row["batch"] == biggest and row["format"] == "NCHW")
+            keep = kind in ("e2e", "qwen") or (row["batch"] == biggest and row["format"] == "NCHW")
             if keep and row["case"] not in chosen:
                 chosen.append(row["case"])
     return chosen

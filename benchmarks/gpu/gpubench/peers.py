@@ -15,6 +15,11 @@ of one timed call, or raises `Unavailable` with the reason ("not installed", ...
 - `transformers (PIL)`: transformers' PIL-backend CLIP processor, on the host (float32 NCHW cases; e2e host
   input, its output then copied to the device as bfloat16).
 - `fused (numpy)`: our numpy backend on the host, same cases as transformers' PIL processor.
+
+The Qwen cases (`qwen`) use the Qwen2-VL processors instead, built with Qwen2.5-VL's config (`cases.QWEN25_VL`):
+ours (`fused_imgproc.Qwen2VLImageProcessor`), transformers' torchvision-backend `Qwen2VLImageProcessor` with
+`device=` (float32 patch rows, then cast to bfloat16), transformers' `Qwen2VLImageProcessorPil` and our numpy backend
+on the host (host inputs; their rows then copied to the device as bfloat16).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .cases import Case, CaseData, Profile, output_size, processing_kwargs, torch_dtype
+from .cases import QWEN25_VL, Case, CaseData, Profile, output_size, processing_kwargs, torch_dtype
 
 FUSED = "fused (triton)"
 FUSED_GRAPH = "fused (triton, CUDA graph)"
@@ -81,32 +86,45 @@ def _data_format(case: Case) -> str:
     return "channels_last" if case.channels_last else "channels_first"
 
 
+def _processor(case: Case):
+    """Our processor of a case: Qwen2-VL's with Qwen2.5-VL's config for the Qwen cases, else CLIP's."""
+    import fused_imgproc
+
+    if case.kind == "qwen":
+        return fused_imgproc.Qwen2VLImageProcessor(**QWEN25_VL)
+    return fused_imgproc.CLIPImageProcessor()
+
+
+def _our_kwargs(case: Case, profile: Profile, **call) -> dict:
+    """Our call's arguments: the case's preprocess arguments, `call`, the output dtype and (images, not patch
+    rows) the data format."""
+    kwargs = dict(processing_kwargs(case, profile), return_tensors="pt", dtype=torch_dtype(case.dtype), **call)
+    if case.kind != "qwen":
+        kwargs["data_format"] = _data_format(case)
+    return kwargs
+
+
 def fused_triton(case: Case, profile: Profile, device: str, data: CaseData) -> Impl:
     """Our processor on the device (`backend="triton"`; under the interpreter on CPU tensors), into the slot's
     `out=` buffer where the case has one."""
-    import fused_imgproc
-
-    proc = fused_imgproc.CLIPImageProcessor()
-    kwargs = dict(processing_kwargs(case, profile), return_tensors="pt", device=device, backend="triton",
-                  dtype=torch_dtype(case.dtype), data_format=_data_format(case))
+    proc = _processor(case)
+    kwargs = _our_kwargs(case, profile, device=device, backend="triton")
 
     def call(slot):
         if slot.out is not None:
             return proc(slot.images, out=slot.out, **kwargs)
         return proc(slot.images, **kwargs)
 
-    return Impl(FUSED, "ours", "wall" if case.kind == "e2e" else "device", call,
-                "out= buffer" if case.kind != "e2e" else "returns a new tensor")
+    end_to_end = case.kind in ("e2e", "qwen")
+    return Impl(FUSED, "ours", "wall" if end_to_end else "device", call,
+                "returns a new tensor" if end_to_end else "out= buffer")
 
 
 def fused_numpy(case: Case, profile: Profile, device: str, data: CaseData) -> Impl:
-    """Our numpy backend from the host pixels; in e2e its result is then copied to the device."""
-    import fused_imgproc
-
-    proc = fused_imgproc.CLIPImageProcessor()
-    kwargs = dict(processing_kwargs(case, profile), return_tensors="pt", backend="numpy",
-                  dtype=torch_dtype(case.dtype), data_format=_data_format(case))
-    if case.kind == "e2e":
+    """Our numpy backend from the host pixels; in e2e and qwen its result is then copied to the device."""
+    proc = _processor(case)
+    kwargs = _our_kwargs(case, profile, backend="numpy")
+    if case.kind in ("e2e", "qwen"):
         return Impl(NUMPY, "peer", "wall", lambda slot: proc(slot.host, **kwargs)["pixel_values"].to(device),
                     "host, then copied to the device")
     return Impl(NUMPY, "peer", "wall", lambda slot: proc(slot.host, **kwargs), "host")
@@ -114,11 +132,7 @@ def fused_numpy(case: Case, profile: Profile, device: str, data: CaseData) -> Im
 
 def reference(case: Case, profile: Profile, host_images: Any):
     """Our numpy backend's output for `host_images` (the bit-exactness reference of the Triton backend)."""
-    import fused_imgproc
-
-    kwargs = dict(processing_kwargs(case, profile), return_tensors="pt", backend="numpy",
-                  dtype=torch_dtype(case.dtype), data_format=_data_format(case))
-    return fused_imgproc.CLIPImageProcessor()(host_images, **kwargs)["pixel_values"]
+    return _processor(case)(host_images, **_our_kwargs(case, profile, backend="numpy"))["pixel_values"]
 
 
 def torch_crop_normalize(x, top: int, left: int, size: int, scale: float, mean, std, dtype, channels_last: bool):
@@ -239,15 +253,50 @@ def transformers_classes() -> tuple[Any, Any, str]:
     return pil, fast, ""
 
 
+def qwen_transformers_classes() -> tuple[Any, Any, str]:
+    """`(pil_class, torchvision_class_or_None, why_none)` for Qwen2-VL: transformers 5.x's
+    `Qwen2VLImageProcessorPil` and, in `image_processing_qwen2_vl`, the torchvision-backend `Qwen2VLImageProcessor`
+    (which falls back to the PIL one without torchvision); 4.x's `Qwen2VLImageProcessor` (PIL) and
+    `Qwen2VLImageProcessorFast`."""
+    try:
+        import transformers
+    except ImportError as error:
+        raise Unavailable(f"not installed ({error})") from None
+    transformers.logging.set_verbosity_error()
+    pil = getattr(transformers, "Qwen2VLImageProcessorPil", None)
+    if pil is None:  # 4.x
+        try:
+            pil = transformers.Qwen2VLImageProcessor
+        except AttributeError as error:
+            raise Unavailable(f"no Qwen2-VL image processor in this transformers ({error})") from None
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        return pil, None, "not installed (its torchvision backend needs torchvision)"
+    if hasattr(transformers, "Qwen2VLImageProcessorPil"):
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor as fast
+    else:
+        fast = transformers.Qwen2VLImageProcessorFast
+    if fast is pil or getattr(fast(**QWEN25_VL), "backend", "torchvision") != "torchvision":
+        return pil, None, f"{fast.__name__} is not a torchvision-backend processor here"
+    return pil, fast, ""
+
+
 def hf_torchvision(case: Case, profile: Profile, device: str, data: CaseData) -> Impl:
     import torch
 
-    _, fast, why = transformers_classes()
-    if fast is None:
-        raise Unavailable(why)
-    proc = fast()
+    if case.kind == "qwen":
+        _, fast, why = qwen_transformers_classes()
+        if fast is None:
+            raise Unavailable(why)
+        proc = fast(**QWEN25_VL)
+    else:
+        _, fast, why = transformers_classes()
+        if fast is None:
+            raise Unavailable(why)
+        proc = fast()
     kwargs = dict(processing_kwargs(case, profile), return_tensors="pt", device=device)
-    if case.kind == "e2e":
+    if case.kind in ("e2e", "qwen"):
         return Impl(HF_TV, "peer", "wall",
                     lambda slot: proc(slot.images, **kwargs)["pixel_values"].to(torch.bfloat16),
                     f"{type(proc).__name__}, float32 then cast to bfloat16")
@@ -257,10 +306,14 @@ def hf_torchvision(case: Case, profile: Profile, device: str, data: CaseData) ->
 def hf_pil(case: Case, profile: Profile, device: str, data: CaseData) -> Impl:
     import torch
 
-    pil, _, _ = transformers_classes()
-    proc = pil()
+    if case.kind == "qwen":
+        pil, _, _ = qwen_transformers_classes()
+        proc = pil(**QWEN25_VL)
+    else:
+        pil, _, _ = transformers_classes()
+        proc = pil()
     kwargs = dict(processing_kwargs(case, profile), return_tensors="pt")
-    if case.kind == "e2e":
+    if case.kind in ("e2e", "qwen"):
         return Impl(HF_PIL, "peer", "wall",
                     lambda slot: proc(slot.host, **kwargs)["pixel_values"].to(device, torch.bfloat16),
                     f"{type(proc).__name__} on the host, then to the device as bfloat16")
@@ -269,8 +322,15 @@ def hf_pil(case: Case, profile: Profile, device: str, data: CaseData) -> Impl:
 
 def peer_builders(case: Case) -> list[tuple[str, Callable[[Case, Profile, str, CaseData], Impl]]]:
     """The peers that apply to `case`, in display order. transformers' processors and the host implementations only
-    produce float32 NCHW, so they run on those cases (and on e2e, cast); torch eager/compile on crop cases."""
+    produce float32 NCHW, so they run on those cases (and on e2e, cast); torch eager/compile on crop cases. The Qwen
+    cases: transformers' processors (torchvision; PIL and our numpy backend for host inputs), no torchvision v2
+    (it has no patch rows)."""
     builders: list[tuple[str, Callable]] = []
+    if case.kind == "qwen":
+        builders.append((HF_TV, hf_torchvision))
+        if case.layout == "host":
+            builders += [(HF_PIL, hf_pil), (NUMPY, fused_numpy)]
+        return builders
     if case.kind == "crop":
         builders += [(EAGER, torch_eager), (COMPILE, torch_compiled)]
     builders.append((TV2, torchvision_v2))

@@ -176,11 +176,11 @@ def headline(rows: list[dict]) -> str:
     return _table(header, lines, right=set(range(1, len(header) - 1)))
 
 
-HEADLINE_LEGEND = ("ours ms: fused (triton) eager, into out= (e2e: host clock, a new tensor); graph ms: the same call "
-                   "replayed from a CUDA graph (the kernels without the call's host work). GB/s and % copy (of a "
-                   "device copy of the same bytes, same run): of the graph replay, else of the eager call. vs X: X's "
-                   "median / ours eager, above 1 ours is faster. exact: bit-identical to our numpy backend. n/i: not "
-                   "installed; -: not run for this case.")
+HEADLINE_LEGEND = ("ours ms: fused (triton) eager, into out= (e2e, qwen: host clock, a new tensor); graph ms: the "
+                   "same call replayed from a CUDA graph (the kernels without the call's host work). GB/s and % copy "
+                   "(of a device copy of the same bytes, same run; no copy in e2e and qwen): of the graph replay, "
+                   "else of the eager call. vs X: X's median / ours eager, above 1 ours is faster. exact: "
+                   "bit-identical to our numpy backend. n/i: not installed; -: not run for this case.")
 
 
 @dataclass(frozen=True)
@@ -268,7 +268,7 @@ def full_tables(rows: list[dict]) -> str:
     """Every row, one table per kind of case."""
     sections = []
     titles = {"e2e": "Batch-1 end to end (host clock)", "clip": "CLIP pipeline (resize + crop + normalize)",
-              "crop": "Crop + normalize kernel (no resize)"}
+              "qwen": "Qwen2.5-VL end to end: patch rows (host clock)", "crop": "Crop + normalize kernel (no resize)"}
     for kind, title in titles.items():
         lines = []
         for row in rows:

@@ -7,6 +7,8 @@ A call moves, at the least, every input byte it needs once and every output byte
 - **resize + crop**: of each image, the source rectangle that Pillow's resampling reads to produce the pixels that
   survive the crop: per axis, the taps of the first to the last kept output pixel (`ImageGeometry.source_rect`,
   the plan's own geometry), so a crop that drops the sides of a wide image does not count its unread columns;
+- **Qwen2-VL patch rows**: of each image, the source rectangle its `smart_resize` reads (no crop: the whole image),
+  and every patch-row element once (each pixel `temporal_patch_size` times, as the rows hold it);
 - **output**: every output element once, times the output item size (padding included).
 
 Intermediate buffers an implementation keeps (the resize's uint8 passes, a gather of separately allocated images
@@ -49,6 +51,24 @@ def resize_crop_bytes(sizes: list[tuple[int, int]], edge: int, crop: int, channe
         geometry = geometry.resized(default_resize_size((height, width), {"shortest_edge": edge}), resample)
         (y0, y1), (x0, x1) = geometry.center_cropped((crop, crop)).source_rect()
         total += (y1 - y0) * (x1 - x0) * channels + crop * crop * channels * out_itemsize
+    return total
+
+
+def patch_rows_bytes(sizes: list[tuple[int, int]], config: dict, channels: int, out_itemsize: int,
+                     resample: int = BICUBIC) -> int:
+    """Bytes moved by Qwen2-VL's processor (`config`: min_pixels, max_pixels, patch_size, temporal_patch_size,
+    merge_size) on uint8 images of `sizes`: of each image the source rectangle of its resize to `smart_resize`'s
+    size (the plan's `ImageGeometry.source_rect`), and its patch rows (`grid_h * grid_w` rows of
+    `channels * temporal_patch_size * patch_size**2` elements of `out_itemsize` bytes) written once."""
+    from fused_imgproc.geometry import ImageGeometry, smart_resize
+
+    patch, temporal = config["patch_size"], config["temporal_patch_size"]
+    total = 0
+    for height, width in sizes:
+        out_h, out_w = smart_resize(height, width, patch * config["merge_size"], config["min_pixels"],
+                                    config["max_pixels"])
+        (y0, y1), (x0, x1) = ImageGeometry.identity((height, width)).resized((out_h, out_w), resample).source_rect()
+        total += (y1 - y0) * (x1 - x0) * channels + out_h * out_w * channels * temporal * out_itemsize
     return total
 
 
