@@ -10,6 +10,7 @@ Two successive crops compose by adding origins and intersecting valid ranges, so
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .resample import axis_coefficients
@@ -163,3 +164,31 @@ def shortest_edge_size(height: int, width: int, size: int, max_size: int | None 
         if new_long > max_size:
             new_short, new_long = int(max_size * new_short / new_long), max_size
     return (new_long, new_short) if width <= height else (new_short, new_long)
+
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Qwen2-VL's `smart_resize` (transformers 5.x, docs/BEHAVIOUR.md section 11): both sides multiples of `factor`,
+    the area within `[min_pixels, max_pixels]`, the aspect ratio kept as closely as possible.
+
+    `ValueError` when `max(height, width) / min(height, width) > 200` (transformers' limit), and when the result has a
+    side of 0 (a `min_pixels` of 0 lets a side that rounds to 0 through; transformers would fail later, reshaping)."""
+    if max(height, width) / min(height, width) > 200:
+        raise ValueError(
+            f"absolute aspect ratio must be smaller than 200, got {max(height, width) / min(height, width)} "
+            f"(an image of {height}x{width})"
+        )
+    h_bar, w_bar = round(height / factor) * factor, round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    if h_bar <= 0 or w_bar <= 0:
+        raise ValueError(
+            f"An image of {height}x{width} resizes to {h_bar}x{w_bar} (sides rounded to multiples of {factor}, "
+            f"min_pixels={min_pixels}, max_pixels={max_pixels}): an empty image; raise min_pixels"
+        )
+    return h_bar, w_bar

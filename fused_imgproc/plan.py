@@ -151,26 +151,83 @@ class ImageLayout:
 
     channels_first: bool = True
 
+    concatenated = False  # one output per image (stacked into one (N, ...) array when they share a shape)
+    dtype = None  # the value map's dtype
+
     def shape(self, item: ImagePlan) -> tuple[int, int, int]:
         """The output shape of one image."""
         h, w = item.geometry.out_hw
         return (item.channels, h, w) if self.channels_first else (h, w, item.channels)
+
+    def validate(self, items) -> None:
+        """Every geometry has an image layout."""
 
 
 CHANNELS_FIRST = ImageLayout()  # transformers' default output layout
 
 
 @dataclass(frozen=True)
+class PatchLayout:
+    """The output layout of vision-language models of the Qwen2-VL family (docs/BEHAVIOUR.md section 11): each
+    (C, H, W) image becomes `grid_h * grid_w` rows of `C * temporal_patch_size * patch_size**2` values, and the
+    images of a batch are concatenated along the rows.
+
+    With `P = patch_size`, `m = merge_size`, `T = temporal_patch_size`, value `(c, y, x)` of an image goes to row
+    `((by * (grid_w // m) + bx) * m + my) * m + mx` and to columns `((c * T + t) * P + py) * P + px` for every
+    `t < T`, where `y = (by * m + my) * P + py` and `x = (bx * m + mx) * P + px`: transformers' reshape to
+    (C, gh/m, m, P, gw/m, m, P), transpose to (gh/m, gw/m, m, m, C, P, P) and repeat over T.
+    """
+
+    patch_size: int
+    merge_size: int
+    temporal_patch_size: int
+
+    concatenated = True  # the images' outputs are concatenated along the first axis, whatever `stack` asks
+    channels_first = True
+    dtype = np.dtype(np.float32)  # transformers' patchify casts to float32, whatever the values were
+
+    def grid(self, item: ImagePlan) -> tuple[int, int]:
+        """`(grid_h, grid_w)`: patches along the height and the width of the image."""
+        h, w = item.geometry.out_hw
+        return h // self.patch_size, w // self.patch_size
+
+    def shape(self, item: ImagePlan) -> tuple[int, int]:
+        """The output shape of one image: (rows, row length)."""
+        gh, gw = self.grid(item)
+        return gh * gw, item.channels * self.temporal_patch_size * self.patch_size**2
+
+    def validate(self, items) -> None:
+        """`ValueError` unless every image's sides are multiples of `patch_size * merge_size` and every row has the
+        same length (transformers fails reshaping or concatenating)."""
+        block = self.patch_size * self.merge_size
+        for index, item in enumerate(items):
+            h, w = item.geometry.out_hw
+            if h % block or w % block:
+                raise ValueError(
+                    f"Image {index} is {h}x{w} when it is cut into patches: both sides must be multiples of "
+                    f"patch_size * merge_size = {block} (resize it, do_resize=True, or crop it first)"
+                )
+        if len({item.channels for item in items}) > 1:
+            raise ValueError(
+                f"The batch mixes images with {sorted({item.channels for item in items})} channels, so its patch rows "
+                "would differ in length; set do_convert_rgb=True to make every image RGB"
+            )
+
+
+@dataclass(frozen=True)
 class BatchPlan:
     images: tuple[ImagePlan, ...]
     value_map: ValueMap
-    layout: ImageLayout = CHANNELS_FIRST
+    layout: ImageLayout | PatchLayout = CHANNELS_FIRST
 
     def table(self, image: ImagePlan) -> np.ndarray:
         """The `(channels, 256)` table for `image` (cached; identity maps return the domain itself)."""
         return _table(self.value_map, image.channels, image.source == UNIT_FLOAT)
 
     def output_dtype(self, image: ImagePlan, input_dtype: np.dtype) -> np.dtype:
+        """The dtype of `image`'s output when the call asks for none (the dtype transformers' arithmetic ends in)."""
+        if self.layout.dtype is not None:
+            return self.layout.dtype
         if image.source != RAW:
             return self.table(image).dtype
         return self.value_map.apply(np.zeros(1, dtype=input_dtype), 0).dtype

@@ -18,6 +18,7 @@ Per-image geometry comes from a descriptor table, one row of `DESC_FIELDS` int64
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import torch
 import triton
@@ -27,6 +28,17 @@ SRC, SY, SX, SC, OUT, OH, OW, OY0, OY1, OX0, OX1, CH, TAB = range(13)
 DESC_FIELDS = 13
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 INT32_MAX = 2**31 - 1
+
+
+class Layout(NamedTuple):
+    """Where output value (c, y, x) of an image goes, from the image's OUT offset (see `_crop_normalize_kernel`):
+    (C, H, W) or, with `channels_last`, (H, W, C); with `patch > 0`, Qwen2-VL's patch rows (`fused_imgproc.plan.
+    PatchLayout`: `patch` the patch side, `merge` the merge size, `temporal` the copies over time)."""
+
+    channels_last: bool = False
+    patch: int = 0
+    merge: int = 1
+    temporal: int = 1
 
 
 def next_power_of_2(n: int) -> int:
@@ -59,6 +71,9 @@ def _crop_normalize_kernel(
     DO_NORMALIZE: tl.constexpr,
     ROUND_BF16: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    PATCH: tl.constexpr,
+    MERGE: tl.constexpr,
+    TEMPORAL: tl.constexpr,
     INDEX_64: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
@@ -72,13 +87,18 @@ def _crop_normalize_kernel(
           = f_c(src[SRC + (oy - OY0)*SY + (ox - OX0)*SX + c*SC])   if OY0 <= oy < OY1 and OX0 <= ox < OX1
           = f_c(0)                                                otherwise (zero padding in the input domain)
 
+    With PATCH > 0 (patch rows; P = PATCH, m = MERGE, T = TEMPORAL), the same value goes instead to the T elements
+    `out[OUT + row*CH*T*P*P + ((c*T + t)*P + py)*P + px]`, t < T, where `oy = (by*m + my)*P + py`,
+    `ox = (bx*m + mx)*P + px` and `row = ((by*(OW/(P*m)) + bx)*m + my)*m + mx`.
+
     with `f_c(x) = table[TAB + c*256 + x]` for uint8 sources (the plan's rescale+normalize table, already in the
     output dtype) and, for float32 sources, `f_c(x) = div_rn(float32(float64(x) * scale) - mean_c, std_c)`
     (each step only when enabled; `params = [scale, mean_0..MAX_C-1, std_0..MAX_C-1]` in float64), the
     reference's arithmetic with correctly rounded division.
 
     Bytes: reads each in-window source element once (1 B uint8 / 4 B float32), each output element written
-    once (2 or 4 B), plus the descriptor row and a table that stays in L1; padding reads nothing.
+    once (2 or 4 B; patch rows: T elements per value), plus the descriptor row and a table that stays in L1; padding
+    reads nothing.
     """
     pid = tl.program_id(0)
     n = pid // tiles_per_image
@@ -109,6 +129,12 @@ def _crop_normalize_kernel(
     ox = p - oy * ow
     inside = in_image & (oy >= oy0) & (oy < oy1) & (ox >= ox0) & (ox < ox1)
     src = src_off + (oy - oy0) * sy + (ox - ox0) * sx
+    if PATCH > 0:
+        gy = oy // PATCH
+        gx = ox // PATCH
+        row = ((gy // MERGE) * (ow // (PATCH * MERGE)) + gx // MERGE) * (MERGE * MERGE) + (gy % MERGE) * MERGE
+        patch_base = out_off + (row + gx % MERGE) * (channels * TEMPORAL * PATCH * PATCH)
+        patch_base += (oy - gy * PATCH) * PATCH + (ox - gx * PATCH)
     if FLOAT_SRC and DO_RESCALE:
         scale = tl.load(params_ptr)
     for c in tl.static_range(MAX_C):
@@ -130,11 +156,16 @@ def _crop_normalize_kernel(
                 y = rounded.to(tl.uint16).to(tl.bfloat16, bitcast=True)
         else:
             y = tl.load(table_ptr + tab + c * 256 + x.to(tl.int32), mask=in_image & live)
-        if CHANNELS_LAST:
-            dst = out_off + p * channels + c
+        if PATCH > 0:
+            for t in tl.static_range(TEMPORAL):
+                dst = patch_base + (c * TEMPORAL + t) * (PATCH * PATCH)
+                tl.store(out_ptr + dst, y.to(out_ptr.dtype.element_ty), mask=in_image & live)
         else:
-            dst = out_off + c * npix + p
-        tl.store(out_ptr + dst, y.to(out_ptr.dtype.element_ty), mask=in_image & live)
+            if CHANNELS_LAST:
+                dst = out_off + p * channels + c
+            else:
+                dst = out_off + c * npix + p
+            tl.store(out_ptr + dst, y.to(out_ptr.dtype.element_ty), mask=in_image & live)
 
 
 def _block_size(max_pixels: int) -> tuple[int, int]:
@@ -156,13 +187,14 @@ def crop_normalize(
     max_channels: int,
     do_rescale: bool,
     do_normalize: bool,
-    channels_last: bool,
+    layout: Layout | bool,
     index_64: bool,
 ) -> None:
     """Launches the kernel once over every image of `desc` (see the module docstring for the fields).
 
     `src` is uint8 (table path) or float32 (arithmetic path); `out` a contiguous float32/float16/bfloat16
-    (or float64, or uint8 for an identity table) buffer; `max_pixels` the largest `OH * OW` in `desc`.
+    (or float64, or uint8 for an identity table) buffer; `max_pixels` the largest `OH * OW` in `desc`; `layout` a
+    `Layout` (a bool: `Layout(channels_last=layout)`).
     The caller (the backend) has validated every offset against the buffers; this checks types and devices.
     """
     if desc.dtype != torch.int64 or desc.dim() != 2 or desc.shape[1] != DESC_FIELDS or not desc.is_contiguous():
@@ -170,7 +202,7 @@ def crop_normalize(
     devices = {t.device for t in (src, desc, table, params, out)}
     if len(devices) != 1:
         raise ValueError(f"all tensors must be on one device, got {sorted(map(str, devices))}")
-    launch = CropNormalizeLaunch(desc.shape[0], max_pixels, max_channels, do_rescale, do_normalize, channels_last,
+    launch = CropNormalizeLaunch(desc.shape[0], max_pixels, max_channels, do_rescale, do_normalize, layout,
                                  src.dtype, out.dtype)
     launch(src, desc, table, params, out, index_64)
 
@@ -180,7 +212,11 @@ class CropNormalizeLaunch:
     the Triton backend keeps one per launch group of a cached call, so that a call only launches."""
 
     def __init__(self, n: int, max_pixels: int, max_channels: int, do_rescale: bool, do_normalize: bool,
-                 channels_last: bool, src_dtype: torch.dtype, out_dtype: torch.dtype):
+                 layout: Layout | bool, src_dtype: torch.dtype, out_dtype: torch.dtype):
+        layout = layout if isinstance(layout, Layout) else Layout(*layout) if isinstance(layout, (list, tuple)) \
+            else Layout(channels_last=bool(layout))
+        if layout.patch < 0 or layout.merge < 1 or layout.temporal < 1:
+            raise ValueError(f"bad layout {layout}: patch >= 0, merge >= 1 and temporal >= 1")
         if src_dtype not in (torch.uint8, torch.float32):
             raise TypeError(f"src must be uint8 or float32, got {src_dtype}")
         if not 1 <= max_channels <= 4:
@@ -197,7 +233,10 @@ class CropNormalizeLaunch:
             "DO_RESCALE": do_rescale,
             "DO_NORMALIZE": do_normalize,
             "ROUND_BF16": out_dtype == torch.bfloat16 and src_dtype == torch.float32,
-            "CHANNELS_LAST": channels_last,
+            "CHANNELS_LAST": bool(layout.channels_last),
+            "PATCH": int(layout.patch),
+            "MERGE": int(layout.merge),
+            "TEMPORAL": int(layout.temporal),
             "BLOCK": block,
             "num_warps": num_warps,
         }

@@ -62,7 +62,7 @@ def test_kernel_follows_its_documented_mapping(dtype, channels_last, index_64):
     images, windows, table, (src, desc, tab) = make_launch(np.random.default_rng(0), channels_last, dtype)
     out = torch.full((len(images) * 90,), float("nan"), dtype=dtype, device=DEVICE)
     K.crop_normalize(src, desc, tab, tab, out, max_pixels=30, max_channels=3, do_rescale=True, do_normalize=True,
-                     channels_last=channels_last, index_64=index_64)
+                     layout=channels_last, index_64=index_64)
     shape = (len(images),) + ((*OUT_HW, 3) if channels_last else (3, *OUT_HW))
     assert torch.equal(out.view(shape).cpu(), mapping_reference(images, windows, table, channels_last))
 
@@ -70,7 +70,7 @@ def test_kernel_follows_its_documented_mapping(dtype, channels_last, index_64):
 def test_launcher_rejects_bad_descriptors():
     _, _, _, (src, desc, tab) = make_launch(np.random.default_rng(1))
     out = torch.empty(360, device=DEVICE)
-    common = dict(max_pixels=30, do_rescale=True, do_normalize=True, channels_last=False, index_64=False)
+    common = dict(max_pixels=30, do_rescale=True, do_normalize=True, layout=False, index_64=False)
     with pytest.raises(ValueError, match="desc must be a contiguous"):
         K.crop_normalize(src, desc[:, :5], tab, tab, out, max_channels=3, **common)
     with pytest.raises(TypeError, match="src must be uint8 or float32"):
@@ -84,7 +84,7 @@ def test_launcher_rejects_bad_descriptors():
 
 def op_args(rng):
     images, windows, table, (src, desc, tab) = make_launch(rng)
-    flags = (30, 3, True, True, False, False)  # max_pixels, max_channels, rescale, normalize, channels_last, int64
+    flags = (30, 3, True, True, [0, 0, 1, 1], False)  # max_pixels, max_channels, rescale, normalize, layout, int64
     return images, windows, table, (src, desc, tab, tab), flags
 
 

@@ -26,18 +26,22 @@ SCRIPT = textwrap.dedent(
     from fused_imgproc._kernels import crop_normalize as K, resample as RK
 
     target = GPUTarget("cuda", 90, 32)
-    flags = ["MAX_C", "FLOAT_SRC", "DO_RESCALE", "DO_NORMALIZE", "ROUND_BF16", "CHANNELS_LAST", "INDEX_64", "BLOCK"]
+    flags = ["MAX_C", "FLOAT_SRC", "DO_RESCALE", "DO_NORMALIZE", "ROUND_BF16", "CHANNELS_LAST", "PATCH", "MERGE",
+             "TEMPORAL", "INDEX_64", "BLOCK"]
     report = {}
-    for name, src, table, out, float_src, index_64 in [
-        ("uint8-fp32", "*u8", "*fp32", "*fp32", False, False),
-        ("uint8-bf16-int64", "*u8", "*bf16", "*bf16", False, True),
-        ("fp32-bf16", "*fp32", "*fp64", "*bf16", True, False),
+    for name, src, table, out, float_src, index_64, patch in [
+        ("uint8-fp32", "*u8", "*fp32", "*fp32", False, False, (0, 1, 1)),
+        ("uint8-bf16-int64", "*u8", "*bf16", "*bf16", False, True, (0, 1, 1)),
+        ("fp32-bf16", "*fp32", "*fp64", "*bf16", True, False, (0, 1, 1)),
+        ("uint8-fp32-patches", "*u8", "*fp32", "*fp32", False, False, (14, 2, 2)),
+        ("fp32-bf16-patches-int64", "*fp32", "*fp64", "*bf16", True, True, (16, 2, 2)),
     ]:
         signature = {"src_ptr": src, "desc_ptr": "*i64", "table_ptr": table,
                      "params_ptr": "*fp64" if float_src else table, "out_ptr": out, "tiles_per_image": "i32",
                      **{f: "constexpr" for f in flags}}
         constexprs = dict(MAX_C=3, FLOAT_SRC=float_src, DO_RESCALE=True, DO_NORMALIZE=True,
-                          ROUND_BF16=float_src and out == "*bf16", CHANNELS_LAST=False, INDEX_64=index_64, BLOCK=1024)
+                          ROUND_BF16=float_src and out == "*bf16", CHANNELS_LAST=False, PATCH=patch[0],
+                          MERGE=patch[1], TEMPORAL=patch[2], INDEX_64=index_64, BLOCK=1024)
         ptx = triton.compile(ASTSource(K._crop_normalize_kernel, signature, constexprs), target=target).asm["ptx"]
         ops = ["div.rn.f32", r"div\\.(approx|full)", "fma", r"mul(\\.rn)?\\.f64"]
         report[name] = {op: len(re.findall(op, ptx)) for op in ops}
@@ -60,8 +64,9 @@ def test_kernels_compile_for_sm90_with_the_reference_arithmetic():
         pytest.skip(f"this Triton install cannot compile for CUDA here: {result.stderr[-300:]}")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["fp32-bf16"]["div.rn.f32"] > 0  # tl.math.div_rn, as the reference divides
-    assert report["fp32-bf16"][r"mul(\.rn)?\.f64"] > 0  # float32(float64(x) * scale), no FMA after it
-    for name in ("uint8-fp32", "uint8-bf16-int64", "fp32-bf16"):
+    for name in ("fp32-bf16", "fp32-bf16-patches-int64"):
+        assert report[name]["div.rn.f32"] > 0  # tl.math.div_rn, as the reference divides
+        assert report[name][r"mul(\.rn)?\.f64"] > 0  # float32(float64(x) * scale), no FMA after it
+    for name in ("uint8-fp32", "uint8-bf16-int64", "fp32-bf16", "uint8-fp32-patches", "fp32-bf16-patches-int64"):
         assert report[name][r"div\.(approx|full)"] == 0 and report[name]["fma"] == 0, (name, report[name])
     assert report["resample-1"]["cubin"] > 0 and report["resample-4"]["cubin"] > 0

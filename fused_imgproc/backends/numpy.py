@@ -16,12 +16,14 @@ import numpy as np
 import PIL.Image
 
 from ..image_utils import PreparedImage
-from ..plan import INTEGRAL, RAW, UNIT_FLOAT, BatchPlan, ImagePlan
+from ..plan import INTEGRAL, RAW, UNIT_FLOAT, BatchPlan, ImagePlan, PatchLayout
 from ..plan import PIL as PIL_SOURCE
+from ..resample import passes
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 WORKERS = max(1, os.cpu_count() or 1)  # threads of the shared pool
+_POOL_PREFIX = "fused_imgproc-pool"
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -30,7 +32,7 @@ def _pool() -> ThreadPoolExecutor:
     if _POOL is None:
         with _POOL_LOCK:
             if _POOL is None:
-                _POOL = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="fused_imgproc")
+                _POOL = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix=_POOL_PREFIX)
     return _POOL
 
 
@@ -47,20 +49,78 @@ def source_pixels(image: PreparedImage, item: ImagePlan):
     return array
 
 
-def resized_pixels(image: PreparedImage, item: ImagePlan) -> np.ndarray:
-    """The image after the plan's resize, as (H, W, C): uint8 for every source but RAW."""
+def resized_pixels(image: PreparedImage, item: ImagePlan, parts: int = 1) -> np.ndarray:
+    """The image after the plan's resize, as (H, W, C): uint8 for every source but RAW. `parts > 1` spreads a large
+    resize over that many threads of the pool (`_banded_resize`); only a caller that is not a pool thread may ask."""
     geometry = item.geometry
     pixels = source_pixels(image, item)
     if isinstance(pixels, PIL.Image.Image):
         if geometry.resample is not None:
-            pixels = pixels.resize(geometry.resize_hw[::-1], resample=geometry.resample)
+            pixels = _resize(pixels, geometry.resize_hw, geometry.resample, parts)
         pixels = np.asarray(pixels)
         return pixels[..., None] if pixels.ndim == 2 else pixels
     if item.source == RAW or geometry.resample is None:
         return pixels
     pil = PIL.Image.fromarray(np.ascontiguousarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels))
-    pixels = np.asarray(pil.resize(geometry.resize_hw[::-1], resample=geometry.resample))
+    pixels = np.asarray(_resize(pil, geometry.resize_hw, geometry.resample, parts))
     return pixels[..., None] if pixels.ndim == 2 else pixels
+
+
+# Pillow's convolution filters: a resize is a horizontal pass (each row alone) then a vertical pass (each column
+# alone), through a uint8 intermediate, with coefficients that depend only on the sizes.
+_SEPARABLE = frozenset({PIL.Image.BOX, PIL.Image.BILINEAR, PIL.Image.HAMMING, PIL.Image.BICUBIC, PIL.Image.LANCZOS})
+BANDED_RESIZE_WORK = 1 << 20  # pixels written by both passes, above which one image's resize is split
+
+
+def _resize(pil: PIL.Image.Image, resize_hw, resample: int, parts: int):
+    """`pil.resize` to `resize_hw`: a PIL image, or an (H, W[, C]) uint8 array when `_banded_resize` ran."""
+    oh, ow = resize_hw
+    if parts > 1 and resample in _SEPARABLE and pil.mode in ("L", "RGB") and (pil.height + oh) * ow >= BANDED_RESIZE_WORK:
+        return _banded_resize(pil, resize_hw, resample, parts)
+    return pil.resize((ow, oh), resample=resample)
+
+
+def _banded_resize(pil: PIL.Image.Image, resize_hw, resample: int, parts: int) -> np.ndarray:
+    """Pillow's resize of an L or RGB image on `parts` threads, bit-identical to `pil.resize`: Pillow's own
+    one-axis resizes, in Pillow's pass order (`resample.passes`), of bands of the image (rows for a horizontal pass,
+    columns for a vertical one), through the same uint8 intermediate. Each pass of Pillow's two-pass resize computes
+    every row (horizontal) or column (vertical) alone, with coefficients that depend only on the two sizes, so a
+    band gives exactly its rows or columns of the whole. (RGBA and LA are resized premultiplied and NEAREST is not
+    two passes: those never come here.)"""
+    image, axes = pil, passes((pil.height, pil.width), tuple(resize_hw))
+    for k, axis in enumerate(axes):
+        out = _one_axis_banded(image, resize_hw[axis], axis, resample, parts)
+        if k + 1 < len(axes):
+            image = PIL.Image.fromarray(out)
+    return out
+
+
+def _one_axis_banded(image: PIL.Image.Image, size: int, axis: int, resample: int, parts: int) -> np.ndarray:
+    """`image` resized along `axis` (0: vertical, to `size` rows; 1: horizontal, to `size` columns) as bands of the
+    other axis on `parts` threads: an (H, W[, C]) uint8 array."""
+    h, w = (size, image.width) if axis == 0 else (image.height, size)
+    out = np.empty((h, w) if image.mode == "L" else (h, w, 3), dtype=np.uint8)
+
+    def band(span):
+        a, b = span
+        if axis == 1:  # bands of rows
+            out[a:b] = np.asarray(image.crop((0, a, image.width, b)).resize((w, b - a), resample=resample))
+        else:  # bands of columns
+            out[:, a:b] = np.asarray(image.crop((a, 0, b, image.height)).resize((b - a, h), resample=resample))
+
+    _run_bands(band, h if axis == 1 else w, parts)
+    return out
+
+
+def _run_bands(function, size: int, parts: int) -> None:
+    """`function((start, stop))` for `parts` near-equal bands of `range(size)`: one on this thread, the rest on the
+    pool."""
+    edges = [size * k // parts for k in range(parts + 1)]
+    bands = [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    futures = [_pool().submit(function, band) for band in bands[1:]]
+    function(bands[0])
+    for future in futures:
+        future.result()
 
 
 def _cast_table(table: np.ndarray, out_dtype) -> np.ndarray:
@@ -78,14 +138,17 @@ def _to_bfloat16_bits(values: np.ndarray) -> np.ndarray:
     return torch.from_numpy(np.array(values, dtype=np.float32)).to(torch.bfloat16).view(torch.int16).numpy()
 
 
-def _write_image(
-    plan: BatchPlan, item: ImagePlan, image: PreparedImage, out: np.ndarray, channels_first: bool, out_dtype
-) -> None:
-    """Writes one image into `out`, a (C, H, W) array when `channels_first`, else (H, W, C)."""
-    pixels = resized_pixels(image, item)
+def _write_image(plan: BatchPlan, item: ImagePlan, image: PreparedImage, out: np.ndarray, out_dtype,
+                 parts: int = 1) -> None:
+    """Writes one image into `out`, its slot of the result in the plan's layout. `parts > 1`: the caller is not a pool
+    thread and may spread this image's work over that many threads."""
+    pixels = resized_pixels(image, item, parts)
+    if isinstance(plan.layout, PatchLayout):
+        _write_patches(plan, item, pixels, out, out_dtype, parts)
+        return
     (y0, y1), (x0, x1), (oy0, oy1), (ox0, ox1) = item.geometry.source_window()
     window = pixels[y0:y1, x0:x1]
-    channel = (lambda c: out[c]) if channels_first else (lambda c: out[..., c])
+    channel = (lambda c: out[c]) if plan.layout.channels_first else (lambda c: out[..., c])
     if item.source == RAW:
         for c in range(item.channels):
             target = channel(c)
@@ -96,15 +159,77 @@ def _write_image(
             _fill_border(target, pad, oy0, oy1, ox0, ox1)
             target[oy0:oy1, ox0:ox1] = values
         return
-    table = _cast_table(plan.table(item), out_dtype)
-    if table.dtype != out.dtype and out_dtype != "bfloat16":
-        table = table.astype(out.dtype)  # a batch stacked in the promoted dtype of mixed sources (exact widening)
+    table = _output_table(plan, item, out, out_dtype)
     for c in range(item.channels):
         target = channel(c)
         _fill_border(target, table[c, 0], oy0, oy1, ox0, ox1)
         if y1 > y0:
             # mode="wrap" skips the bounds-check buffering; uint8 indices are always in [0, 256).
             np.take(table[c], window[..., c], out=target[oy0:oy1, ox0:ox1], mode="wrap")
+
+
+def _output_table(plan: BatchPlan, item: ImagePlan, out: np.ndarray, out_dtype) -> np.ndarray:
+    """The image's (C, 256) value table in the dtype of `out` (int16 bit patterns for bfloat16)."""
+    table = _cast_table(plan.table(item), out_dtype)
+    if table.dtype != out.dtype and out_dtype != "bfloat16":
+        table = table.astype(out.dtype)  # the batch's promoted dtype, or the patch layout's float32 (exact widening)
+    return table
+
+
+def _write_patches(plan: BatchPlan, item: ImagePlan, pixels: np.ndarray, out: np.ndarray, out_dtype,
+                   parts: int) -> None:
+    """Writes one image as patch rows (`plan.PatchLayout`) into `out`, its (rows, C * T * P * P) slot.
+
+    A uint8 image is gathered from the value table straight into the rows: for each band of `merge_size` patch rows
+    its pixels are reordered as uint8 into patch order, turned into indices of the flat (C * 256) table (one per
+    output value, the T temporal copies included) and gathered into the band's rows, which are contiguous: one
+    write of every output value and no float copy. A RAW image's values are computed per channel and written into
+    the rows through a strided view."""
+    layout = plan.layout
+    size, merge, temporal, channels = layout.patch_size, layout.merge_size, layout.temporal_patch_size, item.channels
+    pixels = _padded(plan, item, pixels)
+    gh, gw = layout.grid(item)
+    if item.source == RAW:
+        rows = out.reshape(gh // merge, gw // merge, merge, merge, channels, temporal, size, size)
+        for c in range(channels):
+            values = plan.value_map.apply(pixels[..., c], c)
+            values = _to_bfloat16_bits(values) if out_dtype == "bfloat16" else values
+            patches = values.reshape(gh // merge, merge, size, gw // merge, merge, size).transpose(0, 3, 1, 4, 2, 5)
+            for t in range(temporal):
+                rows[:, :, :, :, c, t] = patches
+        return
+    table = np.ascontiguousarray(_output_table(plan, item, out, out_dtype)).reshape(-1)
+    band_rows = gw * merge  # patch rows of one band of merge_size * patch_size pixel rows
+    offsets = (np.arange(channels, dtype=np.intp) * 256).reshape(1, channels, 1, 1)
+
+    def bands(part: int) -> None:
+        reordered = np.empty((gw // merge, merge, merge, channels, size, size), dtype=np.uint8)
+        indices = np.empty((band_rows, channels, temporal, size * size), dtype=np.intp)
+        for band in range(part, gh // merge, parts):
+            y = band * merge * size
+            np.copyto(reordered, pixels[y : y + merge * size].reshape(merge, size, gw // merge, merge, size, channels)
+                      .transpose(2, 0, 3, 5, 1, 4))
+            np.add(reordered.reshape(band_rows, channels, 1, size * size), offsets, out=indices)
+            target = out[band * band_rows : (band + 1) * band_rows].reshape(indices.shape)
+            np.take(table, indices, out=target, mode="wrap")  # indices < C * 256: no bounds check needed
+
+    parts = max(1, min(parts, gh // merge))
+    futures = [_pool().submit(bands, part) for part in range(1, parts)]
+    bands(0)
+    for future in futures:
+        future.result()
+
+
+def _padded(plan: BatchPlan, item: ImagePlan, pixels: np.ndarray) -> np.ndarray:
+    """The image's (OH, OW, C) output pixels before the value map: the crop window, zero outside it (padding reads
+    0 in the input domain), or the pixels themselves when the window is the whole image."""
+    (y0, y1), (x0, x1), (oy0, oy1), (ox0, ox1) = item.geometry.source_window()
+    oh, ow = item.geometry.out_hw
+    if (y0, y1, x0, x1, oy0, oy1, ox0, ox1) == (0, oh, 0, ow, 0, oh, 0, ow) and pixels.shape[:2] == (oh, ow):
+        return pixels
+    full = np.zeros((oh, ow, pixels.shape[2]), dtype=pixels.dtype)
+    full[oy0:oy1, ox0:ox1] = pixels[y0:y1, x0:x1]
+    return full
 
 
 def _fill_border(target: np.ndarray, value, oy0: int, oy1: int, ox0: int, ox1: int) -> None:
@@ -141,9 +266,14 @@ def execute(
         stack (`bool`, *optional*, defaults to `True`): return one (N, ...) array when every output has the same
             shape; otherwise (or when False) a list of arrays.
     """
-    channels_first = plan.layout.channels_first
-    shapes = [plan.layout.shape(item) for item in plan.images]
-    if stack and len(set(shapes)) == 1:
+    layout = plan.layout
+    shapes = [layout.shape(item) for item in plan.images]
+    if layout.concatenated:
+        # One array whatever `stack` says: the images' outputs concatenated along their first axis (patch rows).
+        starts = np.cumsum([0] + [shape[0] for shape in shapes])
+        result = np.empty((int(starts[-1]),) + shapes[0][1:], dtype=output_dtype(plan, images, out_dtype))
+        slots = [result[a:b] for a, b in zip(starts[:-1], starts[1:])]
+    elif stack and len(set(shapes)) == 1:
         # One array: the promoted dtype of every image's result, as stacking transformers' outputs gives.
         result = np.empty((len(shapes),) + shapes[0], dtype=output_dtype(plan, images, out_dtype))
         slots = list(result)
@@ -154,12 +284,19 @@ def execute(
             for shape, item, image in zip(shapes, plan.images, images, strict=True)
         ]
 
-    def work(i: int) -> None:
-        _write_image(plan, plan.images[i], images[i], slots[i], channels_first, out_dtype)
+    def work(i: int, parts: int = 1) -> None:
+        _write_image(plan, plan.images[i], images[i], slots[i], out_dtype, parts)
 
     if len(images) > 1 and any(item.geometry.resample is not None for item in plan.images):
         list(_pool().map(work, range(len(images))))
+    elif len(images) == 1 and WORKERS > 1 and not _on_pool_thread():
+        work(0, WORKERS)  # one image: its resize and patch gather spread over the pool
     else:
         for i in range(len(images)):
             work(i)
     return result
+
+
+def _on_pool_thread() -> bool:
+    """Whether this thread is one of the pool's (which must never wait on the pool: it could deadlock)."""
+    return threading.current_thread().name.startswith(_POOL_PREFIX)

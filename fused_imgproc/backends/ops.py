@@ -28,11 +28,11 @@ def launch_guard():
 
 
 def _crop_normalize_launch(src, desc, table, params, out, max_pixels, max_channels, do_rescale, do_normalize,
-                           channels_last, index_64) -> None:
+                           layout, index_64) -> None:
     with launch_guard():
         K.crop_normalize(
             src, desc, table, params, out, max_pixels=max_pixels, max_channels=max_channels, do_rescale=do_rescale,
-            do_normalize=do_normalize, channels_last=channels_last, index_64=index_64,
+            do_normalize=do_normalize, layout=layout, index_64=index_64,
         )
 
 
@@ -74,15 +74,16 @@ def resample_into(*args, launch=None) -> None:
 @torch.library.custom_op("fused_imgproc::crop_normalize_out", mutates_args=("out",))
 def crop_normalize_out(
     src: torch.Tensor, desc: torch.Tensor, table: torch.Tensor, params: torch.Tensor, out: torch.Tensor,
-    max_pixels: int, max_channels: int, do_rescale: bool, do_normalize: bool, channels_last: bool, index_64: bool,
+    max_pixels: int, max_channels: int, do_rescale: bool, do_normalize: bool, layout: list[int], index_64: bool,
 ) -> None:
-    """Writes the batch described by `desc` into the flat buffer `out` (see `_kernels.crop_normalize`)."""
+    """Writes the batch described by `desc` into the flat buffer `out` (see `_kernels.crop_normalize`; `layout`: the
+    fields of its `Layout`, `[channels_last, patch, merge, temporal]`)."""
     _crop_normalize_launch(src, desc, table, params, out, max_pixels, max_channels, do_rescale, do_normalize,
-                           channels_last, index_64)
+                           layout, index_64)
 
 
 @crop_normalize_out.register_fake
-def _(src, desc, table, params, out, max_pixels, max_channels, do_rescale, do_normalize, channels_last, index_64):
+def _(src, desc, table, params, out, max_pixels, max_channels, do_rescale, do_normalize, layout, index_64):
     return None
 
 
@@ -90,19 +91,19 @@ def _(src, desc, table, params, out, max_pixels, max_channels, do_rescale, do_no
 def crop_normalize(
     src: torch.Tensor, desc: torch.Tensor, table: torch.Tensor, params: torch.Tensor, out_numel: int,
     out_dtype: torch.dtype, max_pixels: int, max_channels: int, do_rescale: bool, do_normalize: bool,
-    channels_last: bool, index_64: bool,
+    layout: list[int], index_64: bool,
 ) -> torch.Tensor:
     """Functional form of `crop_normalize_out`: returns a new flat buffer of `out_numel` elements."""
     out = torch.empty(out_numel, dtype=out_dtype, device=src.device)
     crop_normalize_out(
-        src, desc, table, params, out, max_pixels, max_channels, do_rescale, do_normalize, channels_last, index_64
+        src, desc, table, params, out, max_pixels, max_channels, do_rescale, do_normalize, layout, index_64
     )
     return out
 
 
 @crop_normalize.register_fake
 def _(src, desc, table, params, out_numel, out_dtype, max_pixels, max_channels, do_rescale, do_normalize,
-      channels_last, index_64):
+      layout, index_64):
     return src.new_empty(out_numel, dtype=out_dtype)
 
 

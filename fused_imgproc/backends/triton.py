@@ -44,7 +44,7 @@ from ..image_utils import (
     is_torch_tensor,
     prepare_image,
 )
-from ..plan import RAW, UINT8, UNIT_FLOAT, BatchPlan
+from ..plan import RAW, UINT8, UNIT_FLOAT, BatchPlan, PatchLayout
 from ..resample import GPU_FILTERS
 from . import (
     BackendUnavailableError,
@@ -285,14 +285,18 @@ class Program:
         shapes = [plan.layout.shape(item) for item in plan.images]
         out_offsets = np.concatenate([[0], np.cumsum([int(np.prod(shape)) for shape in shapes])]).astype(np.int64)
         self.total = int(out_offsets[-1])
-        uniform = len(set(shapes)) == 1
+        self.concatenated = plan.layout.concatenated
+        if self.concatenated:  # patch rows: the images' rows one after the other, always one tensor
+            whole = (sum(shape[0] for shape in shapes),) + shapes[0][1:]
+        else:
+            whole = (len(shapes),) + shapes[0] if len(set(shapes)) == 1 else None
         self.has_out = out is not None
         if out is not None:
-            check_out(out, (len(shapes),) + shapes[0] if uniform else None, dtype, device)
-        # The result: one (N, ...) view of the output buffer, or one view per image (each in its own dtype when no
-        # dtype was asked for: the batch buffer holds the promoted dtype, from which the narrower values come back
-        # exactly, as the numpy backend's list does).
-        self.batch_shape = (len(shapes),) + shapes[0] if stack and uniform else None
+            check_out(out, whole, dtype, device)
+        # The result: one view of the output buffer in `whole`'s shape, or one view per image (each in its own dtype
+        # when no dtype was asked for: the batch buffer holds the promoted dtype, from which the narrower values come
+        # back exactly, as the numpy backend's list does).
+        self.batch_shape = whole if stack or self.concatenated else None
         self.views = [(int(out_offsets[i]), int(out_offsets[i + 1]), shape) for i, shape in enumerate(shapes)]
         self.own_dtypes = None
         if out_dtype is None and self.batch_shape is None:
@@ -369,7 +373,7 @@ class _Launch:
         self.descriptor = _Descriptor(items, [int(out_offsets[i]) for i in indices], table_offsets)
         self.total = int(out_offsets[-1])  # elements of the output buffer
         vm = plan.value_map
-        self.flags = (vm.do_rescale, vm.do_normalize, not plan.layout.channels_first)
+        self.flags = (vm.do_rescale, vm.do_normalize, _kernel_layout(plan.layout))
         self.kernel = K.CropNormalizeLaunch(len(items), self.max_pixels, self.max_channels, *self.flags,
                                             torch.float32 if self.float_src else torch.uint8, dtype)
 
@@ -379,6 +383,15 @@ class _Launch:
         index_64 = max(span, self.total) > INT32_INDEX_LIMIT
         ops.crop_normalize_into(src, desc, self.table, self.params, flat, self.max_pixels, self.max_channels,
                                 *self.flags, index_64, launch=self.kernel)
+
+
+def _kernel_layout(layout) -> list[int]:
+    """The plan's output layout as the kernel's `Layout` fields (ints: what the registered op takes)."""
+    if isinstance(layout, PatchLayout):
+        fields = K.Layout(patch=layout.patch_size, merge=layout.merge_size, temporal=layout.temporal_patch_size)
+    else:
+        fields = K.Layout(channels_last=not layout.channels_first)
+    return [int(value) for value in fields]
 
 
 class _Descriptor:

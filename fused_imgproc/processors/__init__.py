@@ -4,6 +4,7 @@ from .auto import IMAGE_PROCESSOR_CLASSES, AutoImageProcessor
 from .base import BackendUnavailableError, BaseImageProcessor
 from .clip import BitImageProcessor, ChineseCLIPImageProcessor, CLIPImageProcessor, ViTHybridImageProcessor
 from .convnext import ConvNextImageProcessor, LevitImageProcessor, PoolFormerImageProcessor
+from .qwen2_vl import Qwen2VLImageProcessor
 from .vit import (
     BlipImageProcessor,
     DeiTImageProcessor,

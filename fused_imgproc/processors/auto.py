@@ -8,6 +8,7 @@ from ..config import ImageProcessingMixin
 from .base import BaseImageProcessor
 from .clip import BitImageProcessor, ChineseCLIPImageProcessor, CLIPImageProcessor, ViTHybridImageProcessor
 from .convnext import ConvNextImageProcessor, LevitImageProcessor, PoolFormerImageProcessor
+from .qwen2_vl import Qwen2VLImageProcessor
 from .vit import (
     BlipImageProcessor,
     DeiTImageProcessor,
@@ -37,6 +38,7 @@ IMAGE_PROCESSOR_CLASSES: dict[str, type[BaseImageProcessor]] = {
         MobileNetV1ImageProcessor,
         MobileNetV2ImageProcessor,
         EfficientFormerImageProcessor,
+        Qwen2VLImageProcessor,
     )
 }
 

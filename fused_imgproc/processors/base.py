@@ -27,7 +27,7 @@ from ..image_utils import (
     prepare_image,
 )
 from ..limits import check_aspect_ratio, check_call_bytes, check_pillow_sides, check_pixels
-from ..plan import CHANNELS_FIRST, BatchPlan, ImageLayout, ImagePlan, classify_source, make_value_map
+from ..plan import CHANNELS_FIRST, BatchPlan, ImageLayout, ImagePlan, PatchLayout, classify_source, make_value_map
 from ..transforms import get_size_dict
 from . import call_cache
 from .methods import ImageOpsMixin
@@ -285,7 +285,7 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
             prepare_image(image, bool(settings["do_convert_rgb"]), input_data_format)
             for image in make_flat_list_of_images(images)
         ]
-        plan = self._plan(prepared, settings, out_dtype, ImageLayout(data_format == ChannelDimension.FIRST))
+        plan = self._plan(prepared, settings, out_dtype, self._layout(settings, data_format))
         pixel_values = numpy_backend.execute(plan, prepared, out_dtype=out_dtype, stack=return_tensors is not None)
         if out_dtype == "bfloat16":
             import torch
@@ -294,9 +294,9 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
                 pixel_values = [torch.from_numpy(v).view(torch.bfloat16) for v in pixel_values]
             else:
                 pixel_values = torch.from_numpy(pixel_values).view(torch.bfloat16)
-        elif return_tensors is None:
+        elif return_tensors is None and not plan.layout.concatenated:
             pixel_values = list(pixel_values)
-        return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
+        return BatchFeature(data={"pixel_values": pixel_values, **self._outputs(plan)}, tensor_type=return_tensors)
 
     def _preprocess_triton(self, images, settings, device, data_format, input_data_format, out_dtype,
                            return_tensors, out, key=None) -> BatchFeature:
@@ -310,19 +310,31 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
             "device": device, "resize_filter": int(settings["resample"]) if settings["do_resize"] else None,
         }
         prepared = [triton_backend.prepare(image, **preparation) for image in flat]
-        plan = self._plan(prepared, settings, out_dtype, ImageLayout(data_format == ChannelDimension.FIRST))
+        plan = self._plan(prepared, settings, out_dtype, self._layout(settings, data_format))
         program = triton_backend.Program(
             plan, prepared, device=device, out_dtype=out_dtype, stack=return_tensors is not None, out=out
         )
         pixel_values = program.run(prepared, out)
-        if return_tensors is None and not isinstance(pixel_values, list):
+        if return_tensors is None and not isinstance(pixel_values, list) and not plan.layout.concatenated:
             pixel_values = list(pixel_values)
-        result = BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
+        # Other outputs (image_grid_thw) are host tensors on this backend, as transformers' torchvision backend has them.
+        outputs = {name: torch_from_numpy(value) if return_tensors is None else value
+                   for name, value in self._outputs(plan).items()}
+        result = BatchFeature(data={"pixel_values": pixel_values, **outputs}, tensor_type=return_tensors)
         if key is not None:
             recipes = [triton_backend.replay_recipe(image, p, preparation) for image, p in zip(flat, prepared)]
             if all(recipe is not None for recipe in recipes):
-                self._calls().put(key, call_cache.CachedCall(program, recipes, call_cache.batched(key), return_tensors))
+                cached = call_cache.CachedCall(program, recipes, call_cache.batched(key), return_tensors, outputs)
+                self._calls().put(key, cached)
         return result
+
+    def _layout(self, settings: dict, data_format: ChannelDimension) -> ImageLayout | PatchLayout:
+        """The output layout of a call (part of its plan): images in `data_format`. Families override it."""
+        return ImageLayout(data_format == ChannelDimension.FIRST)
+
+    def _outputs(self, plan: BatchPlan) -> dict[str, np.ndarray]:
+        """Outputs besides `pixel_values`, computed from the plan alone (`image_grid_thw`). Families override it."""
+        return {}
 
     def _plan(self, prepared, settings, out_dtype=None, layout: ImageLayout = CHANNELS_FIRST) -> BatchPlan:
         geometries = [self._geometry(image, settings) for image in prepared]
@@ -342,6 +354,7 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
                 f"The batch mixes images with {sorted(value_maps)} channels; normalize needs one channel count "
                 "(set do_convert_rgb=True to make every image RGB)"
             )
+        layout.validate(items)
         return BatchPlan(tuple(items), next(iter(value_maps.values())), layout)
 
     def _geometry(self, image, settings) -> ImageGeometry:
@@ -468,6 +481,12 @@ def _require_framework(tensor_type: TensorType) -> None:
             f"return_tensors={tensor_type.value!r} needs {module}, which is not installed ({error}): {hint}, or use "
             "return_tensors='np'"
         ) from None
+
+
+def torch_from_numpy(array: np.ndarray):
+    import torch
+
+    return torch.from_numpy(array)
 
 
 def _triton_backend():

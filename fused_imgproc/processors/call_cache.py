@@ -76,17 +76,19 @@ class CallCache:
 
 
 class CachedCall:
-    """What a repeated call replays: the backend's program, how to prepare each input again, the result's form."""
+    """What a repeated call replays: the backend's program, how to prepare each input again, the result's form, and
+    the outputs besides `pixel_values` (`image_grid_thw`: they depend only on the plan; each replay returns a copy)."""
 
-    __slots__ = ("as_list", "batch", "program", "recipes", "tensor_type")
+    __slots__ = ("as_list", "batch", "outputs", "program", "recipes", "tensor_type")
 
-    def __init__(self, program, recipes, batch: bool, return_tensors):
+    def __init__(self, program, recipes, batch: bool, return_tensors, outputs: dict | None = None):
         self.program, self.recipes, self.batch = program, recipes, batch
-        self.as_list = return_tensors is None
+        self.outputs = {name: _copy(value) for name, value in (outputs or {}).items()}  # not the caller's
+        self.as_list = return_tensors is None and not program.concatenated
         # A single torch tensor is already what `return_tensors="pt"` converts to (BatchFeature keeps it as it is).
         single = program.batch_shape is not None or program.has_out
         torch_out = return_tensors is not None and TensorType(return_tensors) == TensorType.PYTORCH
-        self.tensor_type = None if single and torch_out else return_tensors
+        self.tensor_type = None if single and torch_out and not self.outputs else return_tensors
 
     def __call__(self, images, out) -> BatchFeature:
         flat = list(images) if self.batch else [images]
@@ -94,7 +96,15 @@ class CachedCall:
         pixel_values = self.program.run(prepared, out)
         if self.as_list and not isinstance(pixel_values, list):
             pixel_values = list(pixel_values)
-        return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=self.tensor_type)
+        data = {"pixel_values": pixel_values}
+        for name, value in self.outputs.items():
+            data[name] = _copy(value)
+        return BatchFeature(data=data, tensor_type=self.tensor_type)
+
+
+def _copy(value):
+    """A new array or tensor of `value`'s contents."""
+    return value.clone() if hasattr(value, "clone") else value.copy()
 
 
 _SCALARS = frozenset({bool, int, float, str, type(None)})
