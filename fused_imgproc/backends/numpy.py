@@ -8,6 +8,7 @@ and numpy's take release the GIL, so a batch uses every core.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -57,70 +58,77 @@ def resized_pixels(image: PreparedImage, item: ImagePlan, parts: int = 1) -> np.
     if isinstance(pixels, PIL.Image.Image):
         if geometry.resample is not None:
             pixels = _resize(pixels, geometry.resize_hw, geometry.resample, parts)
-        pixels = np.asarray(pixels)
+        pixels = pil_pixels(pixels)
         return pixels[..., None] if pixels.ndim == 2 else pixels
     if item.source == RAW or geometry.resample is None:
         return pixels
     pil = PIL.Image.fromarray(np.ascontiguousarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels))
-    pixels = np.asarray(_resize(pil, geometry.resize_hw, geometry.resample, parts))
+    pixels = pil_pixels(_resize(pil, geometry.resize_hw, geometry.resample, parts))
     return pixels[..., None] if pixels.ndim == 2 else pixels
 
 
-# Pillow's convolution filters: a resize is a horizontal pass (each row alone) then a vertical pass (each column
+def pil_pixels(image: PIL.Image.Image) -> np.ndarray:
+    """A PIL image's pixels as an (H, W) or (H, W, C) uint8 array (values exactly `np.asarray(image)`'s).
+
+    Pillow stores an RGB pixel in 4 bytes and `np.asarray` repacks them through its raw encoder, slowly (about 7 ns
+    a pixel here); an L image comes out as one plain copy. So an RGB image is read one channel at a time
+    (`getchannel`, about 3x faster in all) into a (3, H, W) array, returned as its (H, W, 3) view: each channel
+    plane is contiguous, which is also what the table gather reads."""
+    if image.mode != "RGB":
+        return np.asarray(image)
+    planes = np.empty((3, image.height, image.width), dtype=np.uint8)
+    for c in range(3):
+        planes[c] = np.asarray(image.getchannel(c))
+    return planes.transpose(1, 2, 0)
+
+
+# Pillow's convolution filters: a resize is a horizontal pass (each row alone) and a vertical pass (each column
 # alone), through a uint8 intermediate, with coefficients that depend only on the sizes.
 _SEPARABLE = frozenset({PIL.Image.BOX, PIL.Image.BILINEAR, PIL.Image.HAMMING, PIL.Image.BICUBIC, PIL.Image.LANCZOS})
 BANDED_RESIZE_WORK = 1 << 20  # pixels written by both passes, above which one image's resize is split
 
 
-def _resize(pil: PIL.Image.Image, resize_hw, resample: int, parts: int):
-    """`pil.resize` to `resize_hw`: a PIL image, or an (H, W[, C]) uint8 array when `_banded_resize` ran."""
+def _resize(pil: PIL.Image.Image, resize_hw, resample: int, parts: int) -> PIL.Image.Image:
+    """`pil.resize` to `resize_hw`, on `parts` threads when it is large enough and `_banded_resize` applies."""
     oh, ow = resize_hw
     if parts > 1 and resample in _SEPARABLE and pil.mode in ("L", "RGB") and (pil.height + oh) * ow >= BANDED_RESIZE_WORK:
         return _banded_resize(pil, resize_hw, resample, parts)
     return pil.resize((ow, oh), resample=resample)
 
 
-def _banded_resize(pil: PIL.Image.Image, resize_hw, resample: int, parts: int) -> np.ndarray:
+def _banded_resize(pil: PIL.Image.Image, resize_hw, resample: int, parts: int) -> PIL.Image.Image:
     """Pillow's resize of an L or RGB image on `parts` threads, bit-identical to `pil.resize`: Pillow's own
     one-axis resizes, in Pillow's pass order (`resample.passes`), of bands of the image (rows for a horizontal pass,
-    columns for a vertical one), through the same uint8 intermediate. Each pass of Pillow's two-pass resize computes
-    every row (horizontal) or column (vertical) alone, with coefficients that depend only on the two sizes, so a
-    band gives exactly its rows or columns of the whole. (RGBA and LA are resized premultiplied and NEAREST is not
-    two passes: those never come here.)"""
-    image, axes = pil, passes((pil.height, pil.width), tuple(resize_hw))
-    for k, axis in enumerate(axes):
-        out = _one_axis_banded(image, resize_hw[axis], axis, resample, parts)
-        if k + 1 < len(axes):
-            image = PIL.Image.fromarray(out)
-    return out
+    columns for a vertical one), pasted together into the same uint8 intermediate. Each pass of Pillow's two-pass
+    resize computes every row (horizontal) or column (vertical) alone, with coefficients that depend only on the two
+    sizes, so a band gives exactly its rows or columns of the whole. (RGBA and LA are resized premultiplied and
+    NEAREST is not two passes: those never come here.)"""
+    image = pil
+    for axis in passes((pil.height, pil.width), tuple(resize_hw)):
+        image = _one_axis_banded(image, resize_hw[axis], axis, resample, parts)
+    return image
 
 
-def _one_axis_banded(image: PIL.Image.Image, size: int, axis: int, resample: int, parts: int) -> np.ndarray:
-    """`image` resized along `axis` (0: vertical, to `size` rows; 1: horizontal, to `size` columns) as bands of the
-    other axis on `parts` threads: an (H, W[, C]) uint8 array."""
-    h, w = (size, image.width) if axis == 0 else (image.height, size)
-    out = np.empty((h, w) if image.mode == "L" else (h, w, 3), dtype=np.uint8)
+def _one_axis_banded(image: PIL.Image.Image, size: int, axis: int, resample: int, parts: int) -> PIL.Image.Image:
+    """`image` resized along `axis` (0: vertical, to `size` rows; 1: horizontal, to `size` columns) as `parts` bands
+    of the other axis, on the pool."""
+    w, h = (image.width, size) if axis == 0 else (size, image.height)
+    extent = h if axis == 1 else w
+    edges = [extent * k // parts for k in range(parts + 1)]
+    spans = [(a, b) for a, b in itertools.pairwise(edges) if b > a]
 
     def band(span):
         a, b = span
-        if axis == 1:  # bands of rows
-            out[a:b] = np.asarray(image.crop((0, a, image.width, b)).resize((w, b - a), resample=resample))
-        else:  # bands of columns
-            out[:, a:b] = np.asarray(image.crop((a, 0, b, image.height)).resize((b - a, h), resample=resample))
+        if axis == 1:  # a band of rows
+            return image.crop((0, a, image.width, b)).resize((w, b - a), resample=resample)
+        return image.crop((a, 0, b, image.height)).resize((b - a, h), resample=resample)  # a band of columns
 
-    _run_bands(band, h if axis == 1 else w, parts)
+    futures = [_pool().submit(band, span) for span in spans[1:]]
+    pieces = [band(spans[0])] + [future.result() for future in futures]
+    out = PIL.Image.new(image.mode, (w, h))
+    for (a, _), piece in zip(spans, pieces):
+        out.paste(piece, (0, a) if axis == 1 else (a, 0))
     return out
-
-
-def _run_bands(function, size: int, parts: int) -> None:
-    """`function((start, stop))` for `parts` near-equal bands of `range(size)`: one on this thread, the rest on the
-    pool."""
-    edges = [size * k // parts for k in range(parts + 1)]
-    bands = [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
-    futures = [_pool().submit(function, band) for band in bands[1:]]
-    function(bands[0])
-    for future in futures:
-        future.result()
 
 
 def _cast_table(table: np.ndarray, out_dtype) -> np.ndarray:
@@ -204,12 +212,14 @@ def _write_patches(plan: BatchPlan, item: ImagePlan, pixels: np.ndarray, out: np
 
     def bands(part: int) -> None:
         reordered = np.empty((gw // merge, merge, merge, channels, size, size), dtype=np.uint8)
+        wide = np.empty((band_rows, channels, 1, size * size), dtype=np.intp)
         indices = np.empty((band_rows, channels, temporal, size * size), dtype=np.intp)
         for band in range(part, gh // merge, parts):
             y = band * merge * size
             np.copyto(reordered, pixels[y : y + merge * size].reshape(merge, size, gw // merge, merge, size, channels)
                       .transpose(2, 0, 3, 5, 1, 4))
-            np.add(reordered.reshape(band_rows, channels, 1, size * size), offsets, out=indices)
+            np.copyto(wide, reordered.reshape(wide.shape))  # one contiguous cast: intp + intp below runs unbuffered
+            np.add(wide, offsets, out=indices)
             target = out[band * band_rows : (band + 1) * band_rows].reshape(indices.shape)
             np.take(table, indices, out=target, mode="wrap")  # indices < C * 256: no bounds check needed
 
