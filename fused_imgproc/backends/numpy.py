@@ -58,12 +58,12 @@ def resized_pixels(image: PreparedImage, item: ImagePlan, parts: int = 1) -> np.
     if isinstance(pixels, PIL.Image.Image):
         if geometry.resample is not None:
             pixels = _resize(pixels, geometry.resize_hw, geometry.resample, parts)
-        pixels = pil_pixels(pixels)
-        return pixels[..., None] if pixels.ndim == 2 else pixels
-    if item.source == RAW or geometry.resample is None:
+    elif item.source == RAW or geometry.resample is None:
         return pixels
-    pil = PIL.Image.fromarray(np.ascontiguousarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels))
-    pixels = pil_pixels(_resize(pil, geometry.resize_hw, geometry.resample, parts))
+    else:
+        pil = PIL.Image.fromarray(np.ascontiguousarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels))
+        pixels = _resize(pil, geometry.resize_hw, geometry.resample, parts)
+    pixels = pil_pixels(pixels) if isinstance(pixels, PIL.Image.Image) else pixels
     return pixels[..., None] if pixels.ndim == 2 else pixels
 
 
@@ -88,43 +88,58 @@ _SEPARABLE = frozenset({PIL.Image.BOX, PIL.Image.BILINEAR, PIL.Image.HAMMING, PI
 BANDED_RESIZE_WORK = 1 << 20  # pixels written by both passes, above which one image's resize is split
 
 
-def _resize(pil: PIL.Image.Image, resize_hw, resample: int, parts: int) -> PIL.Image.Image:
-    """`pil.resize` to `resize_hw`, on `parts` threads when it is large enough and `_banded_resize` applies."""
+def _resize(pil: PIL.Image.Image, resize_hw, resample: int, parts: int) -> PIL.Image.Image | np.ndarray:
+    """`pil.resize` to `resize_hw`: a PIL image, or its pixels (`pil_pixels`) when the resize was large enough to
+    run on `parts` threads (`_banded_resize`)."""
     oh, ow = resize_hw
     if parts > 1 and resample in _SEPARABLE and pil.mode in ("L", "RGB") and (pil.height + oh) * ow >= BANDED_RESIZE_WORK:
         return _banded_resize(pil, resize_hw, resample, parts)
     return pil.resize((ow, oh), resample=resample)
 
 
-def _banded_resize(pil: PIL.Image.Image, resize_hw, resample: int, parts: int) -> PIL.Image.Image:
-    """Pillow's resize of an L or RGB image on `parts` threads, bit-identical to `pil.resize`: Pillow's own
-    one-axis resizes, in Pillow's pass order (`resample.passes`), of bands of the image (rows for a horizontal pass,
-    columns for a vertical one), pasted together into the same uint8 intermediate. Each pass of Pillow's two-pass
-    resize computes every row (horizontal) or column (vertical) alone, with coefficients that depend only on the two
-    sizes, so a band gives exactly its rows or columns of the whole. (RGBA and LA are resized premultiplied and
-    NEAREST is not two passes: those never come here.)"""
-    image = pil
-    for axis in passes((pil.height, pil.width), tuple(resize_hw)):
-        image = _one_axis_banded(image, resize_hw[axis], axis, resample, parts)
+def _banded_resize(pil: PIL.Image.Image, resize_hw, resample: int, parts: int) -> np.ndarray:
+    """Pillow's resize of an L or RGB image on `parts` threads, bit-identical to `pil.resize` (its pixels, as
+    `pil_pixels` gives them): Pillow's own one-axis resizes, in Pillow's pass order (`resample.passes`), of bands of
+    the image (rows for a horizontal pass, columns for a vertical one), pasted together into the same uint8
+    intermediate; the last pass's bands are read into the result by their own threads. Each pass of Pillow's
+    two-pass resize computes every row (horizontal) or column (vertical) alone, with coefficients that depend only
+    on the two sizes, so a band gives exactly its rows or columns of the whole. (RGBA and LA are resized
+    premultiplied and NEAREST is not two passes: those never come here.)"""
+    image, axes = pil, passes((pil.height, pil.width), tuple(resize_hw))
+    for k, axis in enumerate(axes):
+        image = _one_axis_banded(image, resize_hw[axis], axis, resample, parts, last=k + 1 == len(axes))
     return image
 
 
-def _one_axis_banded(image: PIL.Image.Image, size: int, axis: int, resample: int, parts: int) -> PIL.Image.Image:
+def _one_axis_banded(image: PIL.Image.Image, size: int, axis: int, resample: int, parts: int, last: bool):
     """`image` resized along `axis` (0: vertical, to `size` rows; 1: horizontal, to `size` columns) as `parts` bands
-    of the other axis, on the pool."""
+    of the other axis, on the pool: a PIL image, or when `last` its pixels (an (H, W) or (H, W, 3) uint8 array)."""
     w, h = (image.width, size) if axis == 0 else (size, image.height)
     extent = h if axis == 1 else w
     edges = [extent * k // parts for k in range(parts + 1)]
     spans = [(a, b) for a, b in itertools.pairwise(edges) if b > a]
+    planes = np.empty((3, h, w) if image.mode == "RGB" else (1, h, w), dtype=np.uint8) if last else None
 
     def band(span):
         a, b = span
         if axis == 1:  # a band of rows
-            return image.crop((0, a, image.width, b)).resize((w, b - a), resample=resample)
-        return image.crop((a, 0, b, image.height)).resize((b - a, h), resample=resample)  # a band of columns
+            piece = image.crop((0, a, image.width, b)).resize((w, b - a), resample=resample)
+        else:  # a band of columns
+            piece = image.crop((a, 0, b, image.height)).resize((b - a, h), resample=resample)
+        if planes is None:
+            return piece
+        for c in range(len(planes)):
+            values = np.asarray(piece.getchannel(c) if image.mode == "RGB" else piece)
+            if axis == 1:
+                planes[c, a:b] = values
+            else:
+                planes[c, :, a:b] = values
+        return None
 
     futures = [_pool().submit(band, span) for span in spans[1:]]
     pieces = [band(spans[0])] + [future.result() for future in futures]
+    if planes is not None:
+        return planes.transpose(1, 2, 0) if image.mode == "RGB" else planes[0]
     out = PIL.Image.new(image.mode, (w, h))
     for (a, _), piece in zip(spans, pieces):
         out.paste(piece, (0, a) if axis == 1 else (a, 0))
