@@ -160,7 +160,7 @@ def _host_case(benchmark, image, copied=None):
     benchmark.group = "Qwen2.5-VL host work per call"
     proc = fi.Qwen2VLImageProcessor(**QWEN25_VL)
     result = benchmark(lambda: proc(image, **CALL))
-    pixels = image.numpy() if isinstance(image, torch.Tensor) else image
+    pixels = image.numpy() if isinstance(image, torch.Tensor) else image  # a PIL image as it is
     expected = proc(pixels, return_tensors="np", backend="numpy")
     assert tuple(result["pixel_values"].shape) == expected["pixel_values"].shape
     assert result["pixel_values"].dtype == torch.bfloat16
@@ -189,3 +189,10 @@ def test_host_qwen2_vl_one_480x640_numpy(benchmark, no_launch):
 def test_host_qwen2_vl_one_1080x1920_device_tensor(benchmark, no_launch):
     """A CPU uint8 HWC tensor stands in for one already on the GPU: nothing is staged."""
     _host_case(benchmark, torch.from_numpy(ONE.copy()))
+
+
+@host_work
+def test_host_qwen2_vl_one_1080x1920_pil(benchmark, no_launch):
+    """A PIL image, as inference servers pass them: its pixels are read out of Pillow every call (by channel planes,
+    staged plane by plane)."""
+    _host_case(benchmark, PIL.Image.fromarray(ONE), [ONE])

@@ -63,23 +63,8 @@ def resized_pixels(image: PreparedImage, item: ImagePlan, parts: int = 1) -> np.
     else:
         pil = PIL.Image.fromarray(np.ascontiguousarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels))
         pixels = _resize(pil, geometry.resize_hw, geometry.resample, parts)
-    pixels = pil_pixels(pixels) if isinstance(pixels, PIL.Image.Image) else pixels
+    pixels = np.asarray(pixels) if isinstance(pixels, PIL.Image.Image) else pixels
     return pixels[..., None] if pixels.ndim == 2 else pixels
-
-
-def pil_pixels(image: PIL.Image.Image) -> np.ndarray:
-    """A PIL image's pixels as an (H, W) or (H, W, C) uint8 array (values exactly `np.asarray(image)`'s).
-
-    Pillow stores an RGB pixel in 4 bytes and `np.asarray` repacks them through its raw encoder, slowly (about 7 ns
-    a pixel here); an L image comes out as one plain copy. So an RGB image is read one channel at a time
-    (`getchannel`, about 3x faster in all) into a (3, H, W) array, returned as its (H, W, 3) view: each channel
-    plane is contiguous, which is also what the table gather reads."""
-    if image.mode != "RGB":
-        return np.asarray(image)
-    planes = np.empty((3, image.height, image.width), dtype=np.uint8)
-    for c in range(3):
-        planes[c] = np.asarray(image.getchannel(c))
-    return planes.transpose(1, 2, 0)
 
 
 # Pillow's convolution filters: a resize is a horizontal pass (each row alone) and a vertical pass (each column
@@ -89,8 +74,8 @@ BANDED_RESIZE_WORK = 1 << 20  # pixels written by both passes, above which one i
 
 
 def _resize(pil: PIL.Image.Image, resize_hw, resample: int, parts: int) -> PIL.Image.Image | np.ndarray:
-    """`pil.resize` to `resize_hw`: a PIL image, or its pixels (`pil_pixels`) when the resize was large enough to
-    run on `parts` threads (`_banded_resize`)."""
+    """`pil.resize` to `resize_hw`: a PIL image, or its pixels (`np.asarray` of it) when the resize was large enough
+    to run on `parts` threads (`_banded_resize`)."""
     oh, ow = resize_hw
     if parts > 1 and resample in _SEPARABLE and pil.mode in ("L", "RGB") and (pil.height + oh) * ow >= BANDED_RESIZE_WORK:
         return _banded_resize(pil, resize_hw, resample, parts)
@@ -99,7 +84,7 @@ def _resize(pil: PIL.Image.Image, resize_hw, resample: int, parts: int) -> PIL.I
 
 def _banded_resize(pil: PIL.Image.Image, resize_hw, resample: int, parts: int) -> np.ndarray:
     """Pillow's resize of an L or RGB image on `parts` threads, bit-identical to `pil.resize` (its pixels, as
-    `pil_pixels` gives them): Pillow's own one-axis resizes, in Pillow's pass order (`resample.passes`), of bands of
+    `np.asarray` gives them): Pillow's own one-axis resizes, in Pillow's pass order (`resample.passes`), of bands of
     the image (rows for a horizontal pass, columns for a vertical one), pasted together into the same uint8
     intermediate; the last pass's bands are read into the result by their own threads. Each pass of Pillow's
     two-pass resize computes every row (horizontal) or column (vertical) alone, with coefficients that depend only
@@ -118,7 +103,7 @@ def _one_axis_banded(image: PIL.Image.Image, size: int, axis: int, resample: int
     extent = h if axis == 1 else w
     edges = [extent * k // parts for k in range(parts + 1)]
     spans = [(a, b) for a, b in itertools.pairwise(edges) if b > a]
-    planes = np.empty((3, h, w) if image.mode == "RGB" else (1, h, w), dtype=np.uint8) if last else None
+    pixels = np.empty((h, w, 3) if image.mode == "RGB" else (h, w), dtype=np.uint8) if last else None
 
     def band(span):
         a, b = span
@@ -126,20 +111,18 @@ def _one_axis_banded(image: PIL.Image.Image, size: int, axis: int, resample: int
             piece = image.crop((0, a, image.width, b)).resize((w, b - a), resample=resample)
         else:  # a band of columns
             piece = image.crop((a, 0, b, image.height)).resize((b - a, h), resample=resample)
-        if planes is None:
+        if pixels is None:
             return piece
-        for c in range(len(planes)):
-            values = np.asarray(piece.getchannel(c) if image.mode == "RGB" else piece)
-            if axis == 1:
-                planes[c, a:b] = values
-            else:
-                planes[c, :, a:b] = values
+        if axis == 1:
+            pixels[a:b] = np.asarray(piece)
+        else:
+            pixels[:, a:b] = np.asarray(piece)
         return None
 
     futures = [_pool().submit(band, span) for span in spans[1:]]
     pieces = [band(spans[0])] + [future.result() for future in futures]
-    if planes is not None:
-        return planes.transpose(1, 2, 0) if image.mode == "RGB" else planes[0]
+    if pixels is not None:
+        return pixels
     out = PIL.Image.new(image.mode, (w, h))
     for (a, _), piece in zip(spans, pieces):
         out.paste(piece, (0, a) if axis == 1 else (a, 0))
