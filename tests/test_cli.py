@@ -308,6 +308,20 @@ def test_config_whose_output_shape_varies_is_refused_before_reading(mixed, tmp_p
     assert list(out.parent.iterdir()) == []  # no output, no scratch file
 
 
+def test_patch_row_config_is_refused_before_reading(mixed, tmp_path, capsys, no_reading):
+    """Qwen2-VL gives patch rows (a count per image) plus image_grid_thw: not one (C, H, W) array per image."""
+    root, _ = mixed
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "preprocessor_config.json").write_text(json.dumps(
+        {"image_processor_type": "Qwen2VLImageProcessorFast", "min_pixels": 3136, "max_pixels": 100000}))
+    out = tmp_path / "out" / "o.npz"
+    out.parent.mkdir()
+    code, stdout, stderr = run(capsys, "preprocess", root, "--config", tmp_path / "cfg", "--out", out)
+    assert code == 2 and stdout == "" and "Traceback" not in stderr
+    assert "fused-imgproc: error: Qwen2VLImageProcessor gives pixel_values, image_grid_thw" in stderr
+    assert "use the Python API" in stderr and list(out.parent.iterdir()) == []
+
+
 def test_config_that_cannot_preprocess_is_refused_before_reading(mixed, tmp_path, capsys, no_reading):
     root, _ = mixed
     (tmp_path / "cfg").mkdir()

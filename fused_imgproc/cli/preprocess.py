@@ -84,6 +84,13 @@ def output_shape(processor) -> tuple[int, ...]:
     The processor answers, on blank RGB images of the shapes in `PROBE_SIZES` run through the numpy backend (the
     geometry is the same on every backend), before any input is read.
     """
+    names = list(getattr(processor, "model_input_names", ["pixel_values"]))
+    if names != ["pixel_values"]:
+        raise CLIError(
+            f"{type(processor).__name__} gives {', '.join(names)}: pixel_values as patch rows whose count depends on "
+            "each image, with image_grid_thw to split them. The preprocess command writes one (C, H, W) array per "
+            "image; use the Python API (processor(images).pixel_values, .image_grid_thw) for this config"
+        )
     probes = [PIL.Image.new("RGB", (width, height), (10, 20, 30)) for height, width in PROBE_SIZES]
     try:
         values = processor(probes, backend="numpy", device="cpu").pixel_values
