@@ -301,3 +301,24 @@ def test_one_large_image_takes_the_banded_path(monkeypatch):
     photo = _photo(700, 1000)
     _assert_same(ours(photo), ref(photo))
     assert calls == [((700, 1008), BICUBIC, 2)]
+
+
+def test_processor_methods_equal_transformers():
+    """`resize` (smart_resize to multiples of `factor`), `rescale`, `normalize`: transformers' Qwen2-VL methods."""
+    from transformers.image_utils import SizeDict
+
+    ours, ref = _pair(QWEN2_VL_7B)
+    image = np.ascontiguousarray(_photo(300, 400).transpose(2, 0, 1))
+    for size, factor, resample in [({"shortest_edge": 3136, "longest_edge": 50000}, 28, BICUBIC),
+                                   ({"shortest_edge": 200000, "longest_edge": 400000}, 32, LANCZOS)]:
+        expected = ref.resize(image, size=SizeDict(**size), resample=resample, factor=factor)
+        got = ours.resize(image, size=size, resample=resample, factor=factor)
+        assert got.dtype == expected.dtype and np.array_equal(got, expected)
+    default = ours.resize(image, size=ours.size, resample=BICUBIC)  # factor: patch_size * merge_size
+    assert default.shape[1] % 28 == 0 and default.shape[2] % 28 == 0
+    with pytest.raises(ValueError, match="'shortest_edge' and 'longest_edge'"):
+        ours.resize(image, size={"height": 10, "width": 10})
+    floats = ours.rescale(image, 1 / 255)
+    assert np.array_equal(floats, ref.rescale(image, 1 / 255))
+    assert np.array_equal(ours.normalize(floats, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
+                          ref.normalize(floats, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD))

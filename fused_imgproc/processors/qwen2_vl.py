@@ -101,14 +101,39 @@ class Qwen2VLImageProcessor(BaseImageProcessor):
         """`smart_resize`'s size, and no center crop (transformers' Qwen2-VL ignores `do_center_crop`)."""
         geometry = ImageGeometry.identity((image.height, image.width))
         if settings["do_resize"]:
-            size = settings["size"]
-            if not size or not size.get("shortest_edge") or not size.get("longest_edge"):
-                raise ValueError(f"`size` dict must contain 'shortest_edge' and 'longest_edge' keys but got {size}.")
             factor = _layout(settings).patch_size * settings["merge_size"]
-            height, width = smart_resize(image.height, image.width, factor, size["shortest_edge"],
-                                         size["longest_edge"])
-            geometry = geometry.resized((height, width), int(settings["resample"]))
+            geometry = self._resize_geometry(geometry, settings["size"], int(settings["resample"]), factor=factor)
         return geometry
+
+    def _resize_geometry(self, geometry: ImageGeometry, size: dict, resample: int, factor: int | None = None,
+                         **extras) -> ImageGeometry:
+        """`smart_resize` to multiples of `factor` (`patch_size * merge_size` by default), within `size`'s pixels."""
+        if not size or not size.get("shortest_edge") or not size.get("longest_edge"):
+            raise ValueError(f"`size` dict must contain 'shortest_edge' and 'longest_edge' keys but got {size}.")
+        if factor is None:
+            factor = self.patch_size * self.merge_size
+        if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) or factor <= 0:
+            raise ValueError(f"factor must be a positive int, got {factor!r}")
+        height, width = smart_resize(*geometry.src_hw, int(factor), size["shortest_edge"], size["longest_edge"])
+        return geometry.resized((height, width), resample)
+
+    def resize(self, image, size, resample=None, factor=None, data_format=None, input_data_format=None, **kwargs):
+        r"""
+        transformers' Qwen2-VL `resize`: Pillow's resize to `smart_resize`'s size for this image.
+
+        Args:
+            image (`np.ndarray` or `PIL.Image.Image`): The image to resize.
+            size (`dict[str, int]` or `SizeDict`): `{"shortest_edge": min_pixels, "longest_edge": max_pixels}`.
+            resample (`PILImageResampling`, *optional*, defaults to `PILImageResampling.BILINEAR`): The filter.
+            factor (`int`, *optional*, defaults to `patch_size * merge_size`): Both sides become multiples of it.
+            data_format (`ChannelDimension` or `str`, *optional*): Layout of the output; the input's when not given.
+            input_data_format (`ChannelDimension` or `str`, *optional*): Layout of `image`; inferred when not given.
+
+        Returns:
+            `np.ndarray`: uint8 for uint8 (and integral) input, float32 in [0, 1] for float input in [0, 1].
+        """
+        return self._resize_image(image, size, resample, data_format, input_data_format, kwargs.get("reducing_gap"),
+                                  factor=factor)
 
     def _layout(self, settings: dict, data_format: ChannelDimension) -> PatchLayout:
         return _layout(settings)
