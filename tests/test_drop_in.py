@@ -52,11 +52,12 @@ def _explicit_none_keys(cls) -> list[str]:
 @pytest.mark.parametrize("ours_cls, ref_cls, ref_base", NATIVE)
 def test_explicit_none_is_kept_like_transformers(ours_cls, ref_cls, ref_base):
     """`Cls(key=None)` keeps None (saved as null) and behaves as transformers' class does: the step is off, or the
-    call fails the same way (a None size with do_resize on is an error in both)."""
+    call fails the same way (a None size with do_resize on is an error in both). Where transformers' class reads a
+    None as its default (Qwen2-VL's size), so do we."""
     images = _images(1)
     for key in _explicit_none_keys(ours_cls):
         ours, ref = ours_cls(**{key: None}), ref_cls(**{**ref_base, key: None})
-        assert getattr(ours, key) is None
+        assert (getattr(ours, key) is None) == (getattr(ref, key, None) is None), key
         assert json.loads(ours.to_json_string()) == json.loads(ref.to_json_string()), key
         _same(_run(ours, images), _run(ref, images))
 
@@ -173,7 +174,7 @@ def test_call_single_and_batched(ours_cls, ref_cls, ref_base, kind):
     for given in (images[0], images):
         got, want = _run(ours, given), _run(ref, given)
         _same(got, want)
-        if not isinstance(want, type):
+        if not isinstance(want, type) and "image_grid_thw" not in ours_cls.model_input_names:  # not patch rows
             assert got.shape[0] == (1 if given is images[0] else len(images))
 
 

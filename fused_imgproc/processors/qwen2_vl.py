@@ -61,6 +61,8 @@ class Qwen2VLImageProcessor(BaseImageProcessor):
         `FutureWarning` as transformers gives), then the common checks and those of the patch sizes."""
         min_pixels, max_pixels = values.get("min_pixels"), values.get("max_pixels")
         size = values.get("size")
+        if size is None:  # transformers' Qwen2-VL takes an explicit None size as its default
+            size = dict(type(self).size)
         if isinstance(size, dict) and set(size) == {"min_pixels", "max_pixels"}:
             # A size saved by transformers 4.4x: the same two numbers under their old names.
             size = {"shortest_edge": size["min_pixels"], "longest_edge": size["max_pixels"]}
@@ -158,5 +160,5 @@ class Qwen2VLImageProcessor(BaseImageProcessor):
 def _layout(settings: dict) -> PatchLayout:
     missing = [key for key in _LAYOUT_KEYS if settings.get(key) is None]
     if missing:
-        raise ValueError(f"{', '.join(missing)} must be set (an int) to cut images into patches")
+        raise TypeError(f"{', '.join(missing)} must be an int to cut images into patches, got None")
     return PatchLayout(settings["patch_size"], settings["merge_size"], settings["temporal_patch_size"])
