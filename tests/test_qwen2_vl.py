@@ -162,6 +162,9 @@ def test_no_resize_keeps_the_values_and_needs_the_grid():
     _assert_same(ours(exact, do_resize=False), ref(exact, do_resize=False))
     floats = exact.astype(np.float64) / 255  # RAW values: the value map in float64, then float32 rows
     _assert_same(ours(floats, do_resize=False, do_rescale=False), ref(floats, do_resize=False, do_rescale=False))
+    rows = ours(floats, do_resize=False, do_rescale=False).pixel_values
+    half = ours(floats, do_resize=False, do_rescale=False, dtype=np.float16).pixel_values
+    assert half.dtype == np.float16 and np.array_equal(half, rows.astype(np.float16))  # the float32 rows, rounded once
     with pytest.raises(ValueError, match="multiples of patch_size \\* merge_size = 28"):
         ours(_photo(60, 84), do_resize=False)
 

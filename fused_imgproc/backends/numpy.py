@@ -198,7 +198,8 @@ def _write_patches(plan: BatchPlan, item: ImagePlan, pixels: np.ndarray, out: np
     if item.source == RAW:
         rows = out.reshape(gh // merge, gw // merge, merge, merge, channels, temporal, size, size)
         for c in range(channels):
-            values = plan.value_map.apply(pixels[..., c], c)
+            # transformers' rows are float32 whatever the values' dtype: another output dtype is that, rounded once
+            values = plan.value_map.apply(pixels[..., c], c).astype(np.float32, copy=False)
             values = _to_bfloat16_bits(values) if out_dtype == "bfloat16" else values
             patches = values.reshape(gh // merge, merge, size, gw // merge, merge, size).transpose(0, 3, 1, 4, 2, 5)
             for t in range(temporal):

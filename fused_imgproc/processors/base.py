@@ -318,7 +318,7 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
         if return_tensors is None and not isinstance(pixel_values, list) and not plan.layout.concatenated:
             pixel_values = list(pixel_values)
         # Other outputs (image_grid_thw) are host tensors on this backend, as transformers' torchvision backend has them.
-        outputs = {name: torch_from_numpy(value) if return_tensors is None else value
+        outputs = {name: _torch_from_numpy(value) if return_tensors is None else value
                    for name, value in self._outputs(plan).items()}
         result = BatchFeature(data={"pixel_values": pixel_values, **outputs}, tensor_type=return_tensors)
         if key is not None:
@@ -483,7 +483,7 @@ def _require_framework(tensor_type: TensorType) -> None:
         ) from None
 
 
-def torch_from_numpy(array: np.ndarray):
+def _torch_from_numpy(array: np.ndarray):
     import torch
 
     return torch.from_numpy(array)
