@@ -153,6 +153,7 @@ class ImageLayout:
 
     concatenated = False  # one output per image (stacked into one (N, ...) array when they share a shape)
     dtype = None  # the value map's dtype
+    copies = 1  # outputs written per output pixel value
 
     def shape(self, item: ImagePlan) -> tuple[int, int, int]:
         """The output shape of one image."""
@@ -185,6 +186,11 @@ class PatchLayout:
     concatenated = True  # the images' outputs are concatenated along the first axis, whatever `stack` asks
     channels_first = True
     dtype = np.dtype(np.float32)  # transformers' patchify casts to float32, whatever the values were
+
+    @property
+    def copies(self) -> int:
+        """Outputs written per output pixel value: one per temporal patch."""
+        return self.temporal_patch_size
 
     def grid(self, item: ImagePlan) -> tuple[int, int]:
         """`(grid_h, grid_w)`: patches along the height and the width of the image."""

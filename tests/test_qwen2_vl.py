@@ -325,3 +325,12 @@ def test_processor_methods_equal_transformers():
     assert np.array_equal(floats, ref.rescale(image, 1 / 255))
     assert np.array_equal(ours.normalize(floats, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
                           ref.normalize(floats, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD))
+
+
+def test_the_call_memory_limit_counts_the_temporal_copies(monkeypatch):
+    """The output of patch rows is temporal_patch_size times the image's values: the memory limit sees all of it."""
+    ours, _ = _pair({**QWEN2_VL_7B, "temporal_patch_size": 4})
+    image = _photo(560, 560)  # 940800 values: 3.8 MB in float32, 15 MB of rows with 4 temporal copies
+    _no_work(monkeypatch)
+    with fi.set_limits(max_call_bytes=4 << 20), pytest.raises(ValueError, match="This call"):
+        ours(image)

@@ -338,7 +338,7 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
 
     def _plan(self, prepared, settings, out_dtype=None, layout: ImageLayout = CHANNELS_FIRST) -> BatchPlan:
         geometries = [self._geometry(image, settings) for image in prepared]
-        _check_resources(prepared, geometries, out_dtype)  # before any pass over the pixels
+        _check_resources(prepared, geometries, out_dtype, layout.copies)  # before any pass over the pixels
         value_maps = {}
         items = []
         for image, geometry in zip(prepared, geometries, strict=True):
@@ -371,9 +371,10 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
         return geometry.resized(default_resize_size(geometry.src_hw, size), resample)
 
 
-def _check_resources(prepared, geometries, out_dtype) -> None:
+def _check_resources(prepared, geometries, out_dtype, copies: int = 1) -> None:
     """The limits of `fused_imgproc.limits`, from the plan's geometry alone: every resize target and output size,
-    the aspect ratio of a resize target, and the memory of the whole call."""
+    the aspect ratio of a resize target, and the memory of the whole call (`copies`: outputs written per output
+    pixel value, the layout's: patch rows repeat each value over the temporal patch)."""
     itemsize = 8 if out_dtype is not None and out_dtype != "bfloat16" and np.dtype(out_dtype).itemsize == 8 else 4
     total = 0
     for index, (image, geometry) in enumerate(zip(prepared, geometries, strict=True)):
@@ -384,6 +385,7 @@ def _check_resources(prepared, geometries, out_dtype) -> None:
             check_pillow_sides(*geometry.resize_hw, f"{name} resized")
         check_pixels(*geometry.out_hw, f"{name}'s output")
         total += geometry.working_bytes(image.channels, itemsize)
+        total += (copies - 1) * geometry.out_hw[0] * geometry.out_hw[1] * image.channels * itemsize
     check_call_bytes(total, f"This call ({len(geometries)} image(s))")
 
 
