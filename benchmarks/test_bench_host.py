@@ -18,7 +18,6 @@ call from scratch. Nothing here asserts a time.
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import PIL.Image
@@ -32,6 +31,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")  # before the kernels are importe
 if os.environ["TRITON_INTERPRET"] != "1":
     pytest.skip("needs TRITON_INTERPRET=1 (set before the kernels were imported)", allow_module_level=True)
 
+from copy_floor import median_copy_seconds  # noqa: E402
 from triton.runtime import interpreter  # noqa: E402
 
 import fused_imgproc as fi  # noqa: E402
@@ -50,21 +50,6 @@ CALL = {"return_tensors": "pt", "backend": "triton", "device": "cpu", "dtype": t
 def no_launch(monkeypatch):
     """Kernel launches become no-ops: what remains is the host work of a GPU call."""
     monkeypatch.setattr(interpreter.InterpretedFunction, "run", lambda self, *args, **kwargs: None)
-
-
-def _median_copy_seconds(arrays, repeats: int = 15) -> float:
-    """A plain single-threaded copy of every byte of `arrays` into one preallocated buffer (the floor)."""
-    total = sum(a.nbytes for a in arrays)
-    buffer = np.empty(total, np.uint8)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        offset = 0
-        for array in arrays:
-            buffer[offset:offset + array.nbytes] = array.reshape(-1).view(np.uint8)
-            offset += array.nbytes
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def _staged_arrays(proc, images) -> list[np.ndarray]:
@@ -86,7 +71,7 @@ def _report(benchmark, copied_arrays=None, staged_arrays=None, calls: int = 1):
     benchmark.extra_info["median_us"] = round(median * 1e6, 1)
     for name, arrays in (("copy", copied_arrays), ("staged_copy", staged_arrays)):
         if arrays is not None:
-            floor = _median_copy_seconds(arrays) / calls
+            floor = median_copy_seconds(arrays) / calls
             benchmark.extra_info[f"{name}_us"] = round(floor * 1e6, 1)
             benchmark.extra_info[f"ratio_to_{name}"] = round(median / floor, 2)
 

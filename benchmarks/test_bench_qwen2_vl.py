@@ -46,6 +46,8 @@ else:
     HOST_SKIP = None if os.environ["TRITON_INTERPRET"] == "1" else \
         "needs TRITON_INTERPRET=1 (set before the kernels were imported)"
 
+from copy_floor import median_copy_seconds
+
 import fused_imgproc as fi
 
 if HOST_SKIP is None:
@@ -139,22 +141,6 @@ def no_launch(monkeypatch):
     monkeypatch.setattr(interpreter.InterpretedFunction, "run", lambda self, *args, **kwargs: None)
 
 
-def _median_copy_seconds(arrays, repeats: int = 15) -> float:
-    """A plain single-threaded copy of every byte of `arrays` into one preallocated buffer (the floor; the same
-    helper as test_bench_host.py's)."""
-    total = sum(a.nbytes for a in arrays)
-    buffer = np.empty(total, np.uint8)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        offset = 0
-        for array in arrays:
-            buffer[offset:offset + array.nbytes] = array.reshape(-1).view(np.uint8)
-            offset += array.nbytes
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def _host_case(benchmark, image, copied=None):
     """Time the repeated call of `image`, check its shape against the numpy backend's, report (median, copy floor)."""
     benchmark.group = "Qwen2.5-VL host work per call"
@@ -170,7 +156,7 @@ def _host_case(benchmark, image, copied=None):
     median = benchmark.stats.stats.median
     benchmark.extra_info["median_us"] = round(median * 1e6, 1)
     if copied is not None:
-        floor = _median_copy_seconds(copied)
+        floor = median_copy_seconds(copied)
         benchmark.extra_info["copy_us"] = round(floor * 1e6, 1)
         benchmark.extra_info["ratio_to_copy"] = round(median / floor, 2)
 
