@@ -187,14 +187,14 @@ def crop_normalize(
     max_channels: int,
     do_rescale: bool,
     do_normalize: bool,
-    layout: Layout | bool,
+    layout,
     index_64: bool,
 ) -> None:
     """Launches the kernel once over every image of `desc` (see the module docstring for the fields).
 
     `src` is uint8 (table path) or float32 (arithmetic path); `out` a contiguous float32/float16/bfloat16
     (or float64, or uint8 for an identity table) buffer; `max_pixels` the largest `OH * OW` in `desc`; `layout` a
-    `Layout` (a bool: `Layout(channels_last=layout)`).
+    `Layout` or its fields as a sequence (what the registered op passes).
     The caller (the backend) has validated every offset against the buffers; this checks types and devices.
     """
     if desc.dtype != torch.int64 or desc.dim() != 2 or desc.shape[1] != DESC_FIELDS or not desc.is_contiguous():
@@ -212,9 +212,8 @@ class CropNormalizeLaunch:
     the Triton backend keeps one per launch group of a cached call, so that a call only launches."""
 
     def __init__(self, n: int, max_pixels: int, max_channels: int, do_rescale: bool, do_normalize: bool,
-                 layout: Layout | bool, src_dtype: torch.dtype, out_dtype: torch.dtype):
-        layout = layout if isinstance(layout, Layout) else Layout(*layout) if isinstance(layout, (list, tuple)) \
-            else Layout(channels_last=bool(layout))
+                 layout, src_dtype: torch.dtype, out_dtype: torch.dtype):
+        layout = Layout(*layout)  # a Layout, or its fields as the registered op passes them (a list of ints)
         if layout.patch < 0 or layout.merge < 1 or layout.temporal < 1:
             raise ValueError(f"bad layout {layout}: patch >= 0, merge >= 1 and temporal >= 1")
         if src_dtype not in (torch.uint8, torch.float32):

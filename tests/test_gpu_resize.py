@@ -9,7 +9,7 @@ import numpy as np
 import PIL.Image
 import pytest
 from test_resample import FILTERS, pillow
-from triton_mode import DEVICE, SMALL, torch
+from triton_mode import DEVICE, SMALL, count_launches, torch
 
 import fused_imgproc as fi
 from fused_imgproc.backends import gpu_resize
@@ -144,11 +144,7 @@ def test_every_filter_through_the_pipeline(resample):
 
 
 def test_launches_do_not_grow_with_the_batch(monkeypatch):
-    calls = []
-    for name, launch in (("resample_out", "resample_into"), ("crop_normalize_out", "crop_normalize_into")):
-        real = getattr(triton_backend.ops, launch)
-        monkeypatch.setattr(triton_backend.ops, launch,
-                            lambda *a, _f=real, _n=name, **k: (calls.append(_n), _f(*a, **k)))
+    calls = count_launches(monkeypatch)
     proc = small_clip()
     rng = np.random.default_rng(4)
     for n in (1, 7, 20):

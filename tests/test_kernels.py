@@ -62,7 +62,7 @@ def test_kernel_follows_its_documented_mapping(dtype, channels_last, index_64):
     images, windows, table, (src, desc, tab) = make_launch(np.random.default_rng(0), channels_last, dtype)
     out = torch.full((len(images) * 90,), float("nan"), dtype=dtype, device=DEVICE)
     K.crop_normalize(src, desc, tab, tab, out, max_pixels=30, max_channels=3, do_rescale=True, do_normalize=True,
-                     layout=channels_last, index_64=index_64)
+                     layout=K.Layout(channels_last=channels_last), index_64=index_64)
     shape = (len(images),) + ((*OUT_HW, 3) if channels_last else (3, *OUT_HW))
     assert torch.equal(out.view(shape).cpu(), mapping_reference(images, windows, table, channels_last))
 
@@ -70,13 +70,15 @@ def test_kernel_follows_its_documented_mapping(dtype, channels_last, index_64):
 def test_launcher_rejects_bad_descriptors():
     _, _, _, (src, desc, tab) = make_launch(np.random.default_rng(1))
     out = torch.empty(360, device=DEVICE)
-    common = dict(max_pixels=30, do_rescale=True, do_normalize=True, layout=False, index_64=False)
+    common = dict(max_pixels=30, do_rescale=True, do_normalize=True, layout=K.Layout(), index_64=False)
     with pytest.raises(ValueError, match="desc must be a contiguous"):
         K.crop_normalize(src, desc[:, :5], tab, tab, out, max_channels=3, **common)
     with pytest.raises(TypeError, match="src must be uint8 or float32"):
         K.crop_normalize(src.double(), desc, tab, tab, out, max_channels=3, **common)
     with pytest.raises(ValueError, match="max_channels must be 1..4"):
         K.crop_normalize(src, desc, tab, tab, out, max_channels=5, **common)
+    with pytest.raises(ValueError, match="bad layout"):
+        K.crop_normalize(src, desc, tab, tab, out, max_channels=3, **{**common, "layout": K.Layout(patch=4, merge=0)})
     if DEVICE == "cuda":
         with pytest.raises(ValueError, match="one device"):
             K.crop_normalize(src.cpu(), desc, tab, tab, out, max_channels=3, **common)

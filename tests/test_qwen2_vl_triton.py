@@ -9,12 +9,11 @@ from __future__ import annotations
 import numpy as np
 import PIL.Image
 import pytest
-from test_qwen2_vl import OTHER, QWEN2_5_VL_7B, QWEN3_VL, _config_kwargs, _photo
+from test_qwen2_vl import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, OTHER, QWEN2_5_VL_7B, QWEN3_VL, _config_kwargs, _photo
 from test_triton_backend import DTYPES, assert_bits_equal, host_copy
-from triton_mode import DEVICE, SMALL, torch
+from triton_mode import DEVICE, SMALL, count_launches, torch
 
 import fused_imgproc as fi
-from fused_imgproc.backends import triton as triton_backend
 
 CONFIGS = {
     "qwen2.5-vl": _config_kwargs(QWEN2_5_VL_7B),
@@ -98,11 +97,7 @@ def test_out_is_fully_written(dtype):
 
 
 def test_one_crop_normalize_launch_for_the_batch(monkeypatch):
-    calls = []
-    for name, launch in (("resample_out", "resample_into"), ("crop_normalize_out", "crop_normalize_into")):
-        real = getattr(triton_backend.ops, launch)
-        monkeypatch.setattr(triton_backend.ops, launch,
-                            lambda *a, _f=real, _n=name, **k: (calls.append(_n), _f(*a, **k)))
+    calls = count_launches(monkeypatch)
     proc = processor("other0")
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 256, (int(rng.integers(10, 60)), int(rng.integers(10, 60)), 3), dtype=np.uint8)
@@ -134,7 +129,7 @@ def test_patch_rows_follow_the_documented_mapping():
                                     do_resize=False, do_rescale=False, do_normalize=False)
     h, w = 12, 18
     y, x = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    image = np.stack([(y * w + x) % 256 // 1, (y * 7 + x * 3) % 256, (x * 11 + y) % 256], axis=-1).astype(np.uint8)
+    image = np.stack([(y * w + x) % 256, (y * 7 + x * 3) % 256, (x * 11 + y) % 256], axis=-1).astype(np.uint8)
     rows = proc(image, return_tensors="pt", backend="triton", device=DEVICE).pixel_values.cpu().numpy()
     gw = w // size
     for c in range(3):
@@ -145,3 +140,36 @@ def test_patch_rows_follow_the_documented_mapping():
                 row = ((by * (gw // merge) + bx) * merge + my) * merge + mx
                 for t in range(temporal):
                     assert rows[row, ((c * temporal + t) * size + py) * size + px] == image[yy, xx, c]
+
+
+def test_padded_geometries_in_patch_rows():
+    """A plan whose crop window pads (no processor of ours makes one today, the layout allows it): both backends give
+    the image layout's (C, H, W) values, padding included, cut into rows by transformers' reshape and transpose."""
+    from fused_imgproc.backends import numpy as numpy_backend
+    from fused_imgproc.backends import triton as triton_backend
+    from fused_imgproc.geometry import ImageGeometry
+    from fused_imgproc.image_utils import PreparedImage
+    from fused_imgproc.plan import UINT8, BatchPlan, ImageLayout, ImagePlan, PatchLayout, make_value_map
+
+    rng = np.random.default_rng(6)
+    value_map = make_value_map(True, 1 / 255, True, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, 3)
+    layout = PatchLayout(patch_size=3, merge_size=2, temporal_patch_size=2)
+    images, items = [], []
+    for (h, w), crop in [((10, 7), (12, 12)), ((20, 25), (18, 24)), ((6, 6), (6, 6))]:
+        array = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        images.append(PreparedImage(array=array))
+        geometry = ImageGeometry.identity((h, w)).resized((h + 1, w - 1), 2).center_cropped(crop)
+        items.append(ImagePlan(geometry, UINT8, 3))
+    chw = numpy_backend.execute(BatchPlan(tuple(items), value_map, ImageLayout()), images, stack=False)
+    expected = []
+    for image in chw:  # transformers' patchify of the (C, H, W) image
+        c, h, w = image.shape
+        gh, gw = h // 3, w // 3
+        patches = image.reshape(c, gh // 2, 2, 3, gw // 2, 2, 3).transpose(1, 4, 2, 5, 0, 3, 6)
+        expected.append(np.broadcast_to(patches[:, :, :, :, :, None], (*patches.shape[:5], 2, 3, 3)).reshape(gh * gw, -1))
+    expected = np.concatenate(expected)
+    plan = BatchPlan(tuple(items), value_map, layout)
+    assert np.array_equal(numpy_backend.execute(plan, images), expected)
+    device = triton_backend.resolve_device(DEVICE)
+    got = triton_backend.execute(plan, images, device=device)
+    assert_bits_equal(got, torch.from_numpy(expected))

@@ -13,3 +13,16 @@ if not INTERPRETED and not torch.cuda.is_available():
 DEVICE = "cpu" if INTERPRETED else "cuda"
 # Interpreter programs cost milliseconds each: keep its images small; on a GPU use the families' real sizes.
 SMALL = INTERPRETED
+
+
+def count_launches(monkeypatch) -> list[str]:
+    """Records every kernel launch of the Triton backend from now on ("resample_out", "crop_normalize_out") in the
+    returned list, the launches still running."""
+    from fused_imgproc.backends import triton as triton_backend
+
+    calls = []
+    for name, launch in (("resample_out", "resample_into"), ("crop_normalize_out", "crop_normalize_into")):
+        real = getattr(triton_backend.ops, launch)
+        monkeypatch.setattr(triton_backend.ops, launch,
+                            lambda *a, _f=real, _n=name, **k: (calls.append(_n), _f(*a, **k)))
+    return calls
