@@ -31,6 +31,8 @@ FAMILIES = {
     "PoolFormer": ("PoolFormerImageProcessor", "PoolFormerImageProcessorPil", ("crop_pct",)),
     "Bit": ("BitImageProcessor", "BitImageProcessorPil", ()),
     "MobileNetV2": ("MobileNetV2ImageProcessor", "MobileNetV2ImageProcessorPil", ()),
+    "Segformer": ("SegformerImageProcessor", "SegformerImageProcessorPil", ()),
+    "Beit": ("BeitImageProcessor", "BeitImageProcessorPil", ()),
 }
 
 # Each part of an example is tame (plausible: most such calls reach a result to compare) or wild (anything).

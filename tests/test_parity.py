@@ -95,6 +95,15 @@ FAMILIES = [
         {"size": {"shortest_edge": 3136, "longest_edge": 20000}, "patch_size": 16, "resample": BILINEAR},
         {"min_pixels": 100000, "max_pixels": 200000, "merge_size": 1, "image_mean": 0.5, "image_std": 0.5},
     ]),
+    (fi.SegformerImageProcessor, T.SegformerImageProcessorPil, {}, [  # label maps in test_segmentation.py
+        {"size": {"height": 1024, "width": 1024}},
+        {"size": 64, "do_center_crop": True, "crop_size": 32, "do_reduce_labels": True},
+        {"size": {"shortest_edge": 50}, "resample": BICUBIC, "image_mean": 0.5, "image_std": 0.25},
+    ]),
+    (fi.BeitImageProcessor, T.BeitImageProcessorPil, {}, [
+        {"size": {"height": 100, "width": 120}, "do_center_crop": True, "crop_size": {"height": 90, "width": 90}},
+        {"size": 640, "crop_size": 640, "do_center_crop": False, "resample": BILINEAR},
+    ]),
     (fi.EfficientFormerImageProcessor, T.DeiTImageProcessorPil, EFFICIENTFORMER_DEFAULTS, [
         {"size": {"height": 256, "width": 256}, "crop_size": {"height": 224, "width": 224}},
         {"size": {"shortest_edge": 240}, "crop_size": {"height": 211, "width": 211}, "resample": BILINEAR},

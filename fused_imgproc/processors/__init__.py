@@ -5,12 +5,12 @@ from .base import BackendUnavailableError, BaseImageProcessor
 from .clip import BitImageProcessor, ChineseCLIPImageProcessor, CLIPImageProcessor, ViTHybridImageProcessor
 from .convnext import ConvNextImageProcessor, LevitImageProcessor, PoolFormerImageProcessor
 from .qwen2_vl import Qwen2VLImageProcessor
+from .segmentation import BeitImageProcessor, MobileNetV2ImageProcessor, SegformerImageProcessor
 from .vit import (
     BlipImageProcessor,
     DeiTImageProcessor,
     EfficientFormerImageProcessor,
     MobileNetV1ImageProcessor,
-    MobileNetV2ImageProcessor,
     PvtImageProcessor,
     SiglipImageProcessor,
     ViTImageProcessor,

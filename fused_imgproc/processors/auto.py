@@ -9,12 +9,12 @@ from .base import BaseImageProcessor
 from .clip import BitImageProcessor, ChineseCLIPImageProcessor, CLIPImageProcessor, ViTHybridImageProcessor
 from .convnext import ConvNextImageProcessor, LevitImageProcessor, PoolFormerImageProcessor
 from .qwen2_vl import Qwen2VLImageProcessor
+from .segmentation import BeitImageProcessor, MobileNetV2ImageProcessor, SegformerImageProcessor
 from .vit import (
     BlipImageProcessor,
     DeiTImageProcessor,
     EfficientFormerImageProcessor,
     MobileNetV1ImageProcessor,
-    MobileNetV2ImageProcessor,
     PvtImageProcessor,
     SiglipImageProcessor,
     ViTImageProcessor,
@@ -39,6 +39,8 @@ IMAGE_PROCESSOR_CLASSES: dict[str, type[BaseImageProcessor]] = {
         MobileNetV2ImageProcessor,
         EfficientFormerImageProcessor,
         Qwen2VLImageProcessor,
+        SegformerImageProcessor,
+        BeitImageProcessor,
     )
 }
 

@@ -269,10 +269,7 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
             do_rescale=do_rescale, rescale_factor=rescale_factor, do_normalize=do_normalize, image_mean=image_mean,
             image_std=image_std, do_convert_rgb=do_convert_rgb, **extras,
         )
-        settings = {key: getattr(self, key, None) for key in CONFIG_KEYS + self.extra_config_keys}
-        settings.update({k: v for k, v in given.items() if v is not None})
-        settings = self._standardize(settings, self.default_to_square)
-        _validate_settings(settings)
+        settings = self._call_settings(given)
         data_format = ChannelDimension(data_format if data_format is not None else ChannelDimension.FIRST)
         if input_data_format is not None:
             input_data_format = ChannelDimension(input_data_format)
@@ -297,6 +294,15 @@ class BaseImageProcessor(ImageOpsMixin, ImageProcessingMixin):
         elif return_tensors is None and not plan.layout.concatenated:
             pixel_values = list(pixel_values)
         return BatchFeature(data={"pixel_values": pixel_values, **self._outputs(plan)}, tensor_type=return_tensors)
+
+    def _call_settings(self, given: dict[str, Any]) -> dict[str, Any]:
+        """A call's settings: the processor's attributes, overridden by the call's arguments that are not None,
+        standardised and validated."""
+        settings = {key: getattr(self, key, None) for key in CONFIG_KEYS + self.extra_config_keys}
+        settings.update({k: v for k, v in given.items() if v is not None})
+        settings = self._standardize(settings, self.default_to_square)
+        _validate_settings(settings)
+        return settings
 
     def _preprocess_triton(self, images, settings, device, data_format, input_data_format, out_dtype,
                            return_tensors, out, key=None) -> BatchFeature:

@@ -104,10 +104,3 @@ class MobileNetV1ImageProcessor(BaseImageProcessor):
     do_center_crop = True
     do_rescale = True
     do_normalize = True
-
-
-class MobileNetV2ImageProcessor(MobileNetV1ImageProcessor):
-    """MobileNetV2: MobileNetV1's defaults (segmentation maps are not supported)."""
-
-    extra_config_keys = ("do_reduce_labels",)
-    do_reduce_labels = False
