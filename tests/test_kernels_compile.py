@@ -70,3 +70,61 @@ def test_kernels_compile_for_sm90_with_the_reference_arithmetic():
     for name in ("uint8-fp32", "uint8-bf16-int64", "fp32-bf16", "uint8-fp32-patches", "fp32-bf16-patches-int64"):
         assert report[name][r"div\.(approx|full)"] == 0 and report[name]["fma"] == 0, (name, report[name])
     assert report["resample-1"]["cubin"] > 0 and report["resample-4"]["cubin"] > 0
+
+
+SEGMENTATION_SCRIPT = textwrap.dedent(
+    """
+    import json, re, triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from fused_imgproc._kernels import segmentation as S
+
+    target = GPUTarget("cuda", 90, 32)
+    ints = ["channels", "in_h", "in_w", "sb", "sc", "sh", "sw", "vector_classes", "tiles_per_image"]
+    flags = ["DTYPE", "FMA", "VEC_ORDER", "TAIL_ORDER", "INDEX_64", "BLOCK"]
+    block, num_warps = S._block_size(1 << 20)
+    report = {}
+    for name, ptr, dtype_name, fma, index_64 in [
+        ("fp32-fma", "*fp32", "float32", True, False),
+        ("fp32-plain", "*fp32", "float32", False, False),
+        ("bf16-fma-int64", "*bf16", "bfloat16", True, True),
+        ("fp16-plain-int64", "*fp16", "float16", False, True),
+    ]:
+        signature = {"logits_ptr": ptr, "desc_ptr": "*i64", "out_ptr": "*i64", **{k: "i32" for k in ints},
+                     **{f: "constexpr" for f in flags}}
+        vec_order, tail_order = S._orders(dtype_name)
+        constexprs = dict(DTYPE=["float32", "float16", "bfloat16"].index(dtype_name), FMA=fma,
+                          VEC_ORDER=S._ORDER_CODE[vec_order], TAIL_ORDER=S._ORDER_CODE[tail_order], INDEX_64=index_64,
+                          BLOCK=block)
+        for fusion in (False, True):  # False: as launched; True: what contraction would add
+            options = {"enable_fp_fusion": fusion, "num_warps": num_warps}
+            kernel = triton.compile(ASTSource(S._bilinear_argmax_kernel, signature, constexprs), target=target,
+                                    options=options)
+            ptx = kernel.asm["ptx"]
+            report[f"{name}-fusion-{fusion}"] = {op: len(re.findall(op, ptx))
+                                                 for op in ["div.rn.f32", r"div\\.(approx|full)", r"\\bfma"]}
+    print(json.dumps(report))
+    """
+)
+
+
+def test_segmentation_kernel_compiles_for_sm90_with_torch_cpu_arithmetic():
+    """`_bilinear_argmax_kernel` as launched (`enable_fp_fusion=False`): correctly rounded division for the scale,
+    no FMA at all in the no-FMA variant (torch's DEFAULT build), and in the FMA variant (its AVX2 build) exactly the
+    explicit `tl.fma`s: allowing contraction adds none, so no multiply-add is left for the compiler to fuse."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    result = subprocess.run([sys.executable, "-c", SEGMENTATION_SCRIPT], capture_output=True, text=True, env=env,
+                            timeout=600, check=False)
+    if result.returncode != 0 and "ptxas" in result.stderr and "not found" in result.stderr.lower():
+        pytest.skip(f"this Triton install cannot compile for CUDA here: {result.stderr[-300:]}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for name, counts in report.items():
+        assert counts["div.rn.f32"] > 0 and counts[r"div\.(approx|full)"] == 0, (name, counts)
+    for name in ("fp32-plain", "fp16-plain-int64"):
+        assert report[f"{name}-fusion-False"][r"\bfma"] == 0, report[f"{name}-fusion-False"]
+        assert report[f"{name}-fusion-True"][r"\bfma"] > 0  # contraction would change the arithmetic: it is off
+    for name in ("fp32-fma", "bf16-fma-int64"):
+        explicit = report[f"{name}-fusion-False"][r"\bfma"]
+        assert explicit > 0 and report[f"{name}-fusion-True"][r"\bfma"] == explicit, (name, report)
