@@ -45,18 +45,22 @@ that for 16-bit dtypes) and on the dtype:
     and ((p00 + p01) + p10) + p11 for tail classes)
 
 torch takes the channels-last path for image i when (`logits[i][None]` is channels-last contiguous and C > 3) or
-`H_i + W_i <= 128` or (`torch.get_num_threads() == 1` and C == 3), the generic path otherwise: `CpuArithmetic`
+`H_i + W_i <= 128` or (`torch.get_num_threads() == 1` and C == 3), the generic path otherwise: `TorchArithmetic`
 describes the build (FMA or not, vector width, one thread) and `bilinear_argmax` follows the same rule per image.
 Verified: x86-64 AVX2 and DEFAULT builds (the kernel's tests pass under OMP_NUM_THREADS=1 and
 ATEN_CPU_CAPABILITY=default too); AVX512 is assumed to contract like AVX2 with twice the lanes (unverified);
 other CPUs (aarch64, POWER, s390x) are given the AVX2 description and may differ.
 
-On CUDA the kernel computes the same CPU arithmetic (fma.rn.f32, div.rn.f32, no other contraction: launched with
-`enable_fp_fusion=False`), so its labels equal CPU torch's for the same logits. They are NOT guaranteed to equal
-CUDA torch's: UpSampleBilinear2d.cu always uses one 2-level formula with float32 weights (no dtype rounding, no
-channels-last path), copies the input when the sizes are equal, and nvcc contracts where it chooses; where two
-classes are within an ulp or so at a pixel the labels can differ. `reference_bilinear` (pure numpy) evaluates any of
-these variants, e.g. to measure how often FMA contraction alone changes a label.
+CUDA torch (UpSampleBilinear2d.cu) is a third arithmetic, `TorchArithmetic.CUDA`, the default for CUDA logits:
+one 2-level formula for every size and layout with float32 weights (never rounded to the logits' dtype), the
+general per-axis formula even for equal sizes (l1 = 0, i1 the next row or column), and a plain copy when both sizes
+are equal. Its FMA placement is nvcc's choice; the kernel assumes the generic CPU path's (LLVM fuses the first
+product of each sum: `t0 = fma(x00, lw0, x01*lw1)`, ..., `v = fma(t0, lh0, t1*lh1)`, `src = fma(scale, o + 0.5,
+-0.5)`), which has not been checked on a GPU yet: where two classes are within an ulp at a pixel a different
+placement would change the label, and `make gpu-check` counts such pixels against CUDA torch. Any arithmetic runs
+on any device (`arithmetic=`): fma.rn.f32 and div.rn.f32 exactly where written, no other contraction (launched
+with `enable_fp_fusion=False`). `reference_bilinear` (pure numpy) evaluates every variant, e.g. to measure how
+often FMA contraction alone changes a label.
 
 Launch: one program per (image, BLOCK output pixels): program `pid` handles image `n = pid // tiles_per_image`,
 pixels `p = (pid % tiles_per_image) * BLOCK + [0, BLOCK)` of its H x W output (`oy = p // W`, `ox = p % W`;
@@ -90,31 +94,43 @@ ORDERS = {"vec32": (2, 3, 1, 0), "vec16": (3, 2, 1, 0), "tail_ab": (1, 0, 2, 3),
 _ORDER_CODE = {name: i for i, name in enumerate(ORDERS)}
 
 
-class CpuArithmetic(NamedTuple):
-    """How this process's CPU PyTorch interpolates (see the module docstring): `fma` whether its kernels were
+class TorchArithmetic(NamedTuple):
+    """Which PyTorch kernel's arithmetic to reproduce (see the module docstring).
+
+    CPU (`cuda=False`, `TorchArithmetic.current()` describes this process's torch): `fma` whether its kernels were
     compiled with FMA contraction (x86-64 AVX2/AVX512 builds; not DEFAULT), `lanes` = `Vectorized<float>::size()`
     (16-bit dtypes: twice that), `single_thread` whether `at::get_num_threads() == 1` (then C == 3 takes the
-    channels-last path)."""
+    channels-last path).
+
+    CUDA (`cuda=True`, `TorchArithmetic.CUDA`): UpSampleBilinear2d.cu's one 2-level formula with float32 weights
+    (never rounded to the logits' dtype, no channels-last path), a plain copy when both sizes are equal, and
+    nvcc's contraction assumed to be the FMA pattern of the generic CPU path (`fma=True`). Unverified on a GPU so
+    far: `make gpu-check` counts the labels that differ from CUDA torch's."""
 
     fma: bool = True
     lanes: int = 8
     single_thread: bool = False
+    cuda: bool = False
 
     @classmethod
-    def current(cls) -> CpuArithmetic:
+    def current(cls) -> TorchArithmetic:
         capability = torch.backends.cpu.get_cpu_capability()
         return cls(fma=capability != "DEFAULT", lanes=16 if capability.startswith("AVX512") else 8,
                    single_thread=torch.get_num_threads() == 1)
 
     def channels_last_path(self, channels: int, size: tuple[int, int], channels_last_input: bool) -> bool:
-        """Whether torch's CPU kernel takes the channels-last path for one image (`_use_channels_last_kernel_2d`)."""
-        return ((channels_last_input and channels > 3) or size[0] + size[1] <= 128
+        """Whether torch's CPU kernel takes the channels-last path for one image (`_use_channels_last_kernel_2d`);
+        never for CUDA."""
+        return not self.cuda and ((channels_last_input and channels > 3) or size[0] + size[1] <= 128
                 or (self.single_thread and channels == 3))
 
     def vector_classes(self, channels: int, dtype_name: str) -> int:
         """The classes that torch's channels-last path computes with vector code: `C - C % lanes`."""
         lanes = self.lanes if dtype_name == "float32" else 2 * self.lanes
         return channels - channels % lanes
+
+
+TorchArithmetic.CUDA = TorchArithmetic(cuda=True)
 
 
 def _orders(dtype_name: str) -> tuple[str, str]:
@@ -136,8 +152,9 @@ def _round_to(v, DTYPE: tl.constexpr):
 
 
 @triton.jit
-def _axis(o, n_in, n_out, FMA: tl.constexpr):
-    """(i0, i1, l0, l1) of output coordinates `o` (a block) along one axis, torch's CPU arithmetic."""
+def _axis(o, n_in, n_out, FMA: tl.constexpr, CUDA: tl.constexpr):
+    """(i0, i1, l0, l1) of output coordinates `o` (a block) along one axis, torch's arithmetic (CPU: equal sizes
+    give i1 = i0 = o; CUDA: the general formula, which gives l1 = 0 and the next row or column as i1)."""
     n_in = o * 0 + n_in  # blocks: a size of 1 reaches the compiler as a constexpr (Triton's specialization)
     n_out = o * 0 + n_out
     scale = tl.math.div_rn(n_in.to(tl.float32), n_out.to(tl.float32))
@@ -150,10 +167,11 @@ def _axis(o, n_in, n_out, FMA: tl.constexpr):
     i0 = tl.minimum(src.to(tl.int32), n_in - 1)
     l1 = tl.minimum(tl.maximum(src - i0.to(tl.float32), 0.0), 1.0)
     i1 = i0 + tl.where(i0 < n_in - 1, 1, 0)
-    same = n_in == n_out
-    i0 = tl.where(same, o, i0)
-    i1 = tl.where(same, o, i1)
-    l1 = tl.where(same, 0.0, l1)
+    if not CUDA:
+        same = n_in == n_out
+        i0 = tl.where(same, o, i0)
+        i1 = tl.where(same, o, i1)
+        l1 = tl.where(same, 0.0, l1)
     return i0, i1, 1.0 - l1, l1
 
 
@@ -210,6 +228,7 @@ def _bilinear_argmax_kernel(
     tiles_per_image,
     DTYPE: tl.constexpr,
     FMA: tl.constexpr,
+    CUDA: tl.constexpr,
     VEC_ORDER: tl.constexpr,
     TAIL_ORDER: tl.constexpr,
     INDEX_64: tl.constexpr,
@@ -231,8 +250,9 @@ def _bilinear_argmax_kernel(
     live = p < npix
     oy = p // out_w
     ox = p - oy * out_w
-    hy0, hy1, lh0, lh1 = _axis(oy, in_h, out_h, FMA)
-    wx0, wx1, lw0, lw1 = _axis(ox, in_w, out_w, FMA)
+    hy0, hy1, lh0, lh1 = _axis(oy, in_h, out_h, FMA, CUDA)
+    wx0, wx1, lw0, lw1 = _axis(ox, in_w, out_w, FMA, CUDA)
+    copy = (in_h == out_h) & (in_w == out_w)  # CUDA torch copies the logits when both sizes are equal
     if INDEX_64:
         base = n.to(tl.int64) * sb
         r0, r1 = hy0.to(tl.int64) * sh, hy1.to(tl.int64) * sh
@@ -246,11 +266,12 @@ def _bilinear_argmax_kernel(
     o00, o01, o10, o11 = r0 + c0, r0 + c1, r1 + c0, r1 + c1
     best = tl.full([BLOCK], float("-inf"), tl.float32)
     label = tl.zeros([BLOCK], tl.int32)
-    if mode == 0:  # GENERIC: 2-level, weights in the logits' dtype
-        lh1 = _round_to(lh1, DTYPE)
-        lh0 = _round_to(1.0 - lh1, DTYPE)
-        lw1 = _round_to(lw1, DTYPE)
-        lw0 = _round_to(1.0 - lw1, DTYPE)
+    if mode == 0:  # GENERIC: 2-level, weights in the logits' dtype (CPU) or float32 (CUDA)
+        if not CUDA:
+            lh1 = _round_to(lh1, DTYPE)
+            lh0 = _round_to(1.0 - lh1, DTYPE)
+            lw1 = _round_to(lw1, DTYPE)
+            lw0 = _round_to(1.0 - lw1, DTYPE)
         for c in range(channels):
             plane = logits_ptr + (base + _wide(c, INDEX_64) * sc)
             x00 = tl.load(plane + o00, mask=live, other=0.0).to(tl.float32)
@@ -260,6 +281,8 @@ def _bilinear_argmax_kernel(
             t0 = _mul_add(x00, lw0, x01 * lw1, FMA)
             t1 = _mul_add(x10, lw0, x11 * lw1, FMA)
             v = _round_to(_mul_add(t0, lh0, t1 * lh1, FMA), DTYPE)
+            if CUDA:
+                v = tl.where(copy, x00, v)
             best, label = _take(best, label, v, c)
     else:  # CHANNELS_LAST: float32 corner weights, the chain order of torch's vector code, then of its tail
         w00, w01, w10, w11 = lh0 * lw0, lh0 * lw1, lh1 * lw0, lh1 * lw1
@@ -324,13 +347,14 @@ def _target_sizes(sizes, batch: int) -> list[tuple[int, int]]:
     return result
 
 
-def bilinear_argmax(logits: torch.Tensor, sizes, *, arithmetic: CpuArithmetic | None = None) -> list[torch.Tensor]:
+def bilinear_argmax(logits: torch.Tensor, sizes, *, arithmetic: TorchArithmetic | None = None) -> list[torch.Tensor]:
     """Per image i, `F.interpolate(logits[i][None], size=sizes[i], mode="bilinear", align_corners=False)[0]
-    .argmax(dim=0)` as CPU PyTorch computes it (module docstring), in one launch for the whole batch.
+    .argmax(dim=0)` as PyTorch on the logits' device computes it (module docstring), in one launch for the batch.
 
     `logits`: (B, C, h, w) float32/float16/bfloat16 with any strides, on a CUDA device (or the CPU under
     `TRITON_INTERPRET=1`); float64 is refused (TypeError). `sizes`: B (height, width) pairs of positive ints, or a
-    (B, 2) integer tensor. `arithmetic`: the CPU build to match, `CpuArithmetic.current()` by default.
+    (B, 2) integer tensor. `arithmetic`: the torch kernel to match: `TorchArithmetic.CUDA` for CUDA logits,
+    `TorchArithmetic.current()` (this process's CPU torch) for CPU ones, by default.
     Returns B int64 (H_i, W_i) label tensors on the logits' device, views into one flat buffer.
     """
     if not isinstance(logits, torch.Tensor):
@@ -347,7 +371,9 @@ def bilinear_argmax(logits: torch.Tensor, sizes, *, arithmetic: CpuArithmetic | 
     if not logits.is_cuda and not INTERPRETED:
         raise ValueError(f"logits must be on a CUDA device (or the CPU under TRITON_INTERPRET=1), got {logits.device}")
     sizes = _target_sizes(sizes, batch)
-    arithmetic = CpuArithmetic.current() if arithmetic is None else CpuArithmetic(*arithmetic)
+    if arithmetic is None:
+        arithmetic = TorchArithmetic.CUDA if logits.is_cuda else TorchArithmetic.current()
+    arithmetic = TorchArithmetic(*arithmetic)
     dtype_name = str(logits.dtype).removeprefix("torch.")
     channels_last_input = batch > 0 and logits[0][None].is_contiguous(memory_format=torch.channels_last)
 
@@ -369,7 +395,7 @@ def bilinear_argmax(logits: torch.Tensor, sizes, *, arithmetic: CpuArithmetic | 
         vec_order, tail_order = _orders(dtype_name)
         args = (logits, desc, out, channels, in_h, in_w, *strides, arithmetic.vector_classes(channels, dtype_name),
                 tiles)
-        constants = {"DTYPE": DTYPE_CODES[logits.dtype], "FMA": bool(arithmetic.fma),
+        constants = {"DTYPE": DTYPE_CODES[logits.dtype], "FMA": bool(arithmetic.fma), "CUDA": bool(arithmetic.cuda),
                      "VEC_ORDER": _ORDER_CODE[vec_order], "TAIL_ORDER": _ORDER_CODE[tail_order], "INDEX_64": index_64,
                      "BLOCK": block, "num_warps": num_warps, "enable_fp_fusion": False}
         with np.errstate(invalid="ignore", over="ignore"):  # the interpreter's numpy on inf/NaN logits
@@ -408,10 +434,10 @@ def round_to_dtype(x, dtype_name: str) -> np.ndarray:
     raise ValueError(f"dtype_name must be float32, float16 or bfloat16, got {dtype_name!r}")
 
 
-def reference_axis(n_in: int, n_out: int, fma: bool = True):
+def reference_axis(n_in: int, n_out: int, fma: bool = True, cuda: bool = False):
     """(i0, i1, l0, l1) for output coordinates 0..n_out-1 along one axis (module docstring), float32 weights."""
     o = np.arange(n_out)
-    if n_in == n_out:
+    if n_in == n_out and not cuda:
         return o, o.copy(), np.ones(n_out, np.float32), np.zeros(n_out, np.float32)
     scale = np.float32(np.float32(n_in) / np.float32(n_out))
     d = o.astype(np.float32) + np.float32(0.5)
@@ -423,16 +449,16 @@ def reference_axis(n_in: int, n_out: int, fma: bool = True):
 
 
 def reference_bilinear(values: np.ndarray, size: tuple[int, int], *, dtype_name: str | None = None,
-                       arithmetic: CpuArithmetic | None = None, path: str | None = None) -> np.ndarray:
+                       arithmetic: TorchArithmetic | None = None, path: str | None = None) -> np.ndarray:
     """The interpolated (C, H, W) values of one image's (C, h, w) logits, as float32 numbers of the logits' dtype.
 
     `values`: float32 or float16 numpy array (bfloat16 logits as float32 values, with `dtype_name="bfloat16"`).
-    `arithmetic`: FMA contraction, vector width, threads (default: `CpuArithmetic.current()`, this process's torch);
-    `path`: "generic", "channels_last" or None for the one torch's CPU kernel takes for a contiguous NCHW tensor.
-    Variants beyond torch's CPU ones (e.g. `path="generic"` with `CpuArithmetic(fma=True)` and float32 weights is
-    the 2-level formula of UpSampleBilinear2d.cu as nvcc would contract it) are for measuring label differences.
+    `arithmetic`: FMA contraction, vector width, threads, CPU or CUDA torch (default: `TorchArithmetic.current()`,
+    this process's CPU torch); `path`: "generic", "channels_last" or None for the one torch's kernel takes for a
+    contiguous NCHW tensor. Variants (e.g. `TorchArithmetic(fma=False, cuda=True)`: CUDA torch had nvcc not
+    contracted) are for measuring label differences.
     """
-    arithmetic = CpuArithmetic.current() if arithmetic is None else CpuArithmetic(*arithmetic)
+    arithmetic = TorchArithmetic.current() if arithmetic is None else TorchArithmetic(*arithmetic)
     dtype_name = dtype_name or str(np.asarray(values).dtype)
     x = _f32(values)
     channels, in_h, in_w = x.shape
@@ -440,16 +466,19 @@ def reference_bilinear(values: np.ndarray, size: tuple[int, int], *, dtype_name:
     if path is None:
         path = "channels_last" if arithmetic.channels_last_path(channels, size, False) else "generic"
     fma = arithmetic.fma
-    hy0, hy1, lh0, lh1 = reference_axis(in_h, out_h, fma)
-    wx0, wx1, lw0, lw1 = reference_axis(in_w, out_w, fma)
+    if arithmetic.cuda and (in_h, in_w) == (out_h, out_w):
+        return round_to_dtype(x, dtype_name)  # CUDA torch copies
+    hy0, hy1, lh0, lh1 = reference_axis(in_h, out_h, fma, arithmetic.cuda)
+    wx0, wx1, lw0, lw1 = reference_axis(in_w, out_w, fma, arithmetic.cuda)
     rows0, rows1 = x[:, hy0], x[:, hy1]
     x00, x01, x10, x11 = rows0[:, :, wx0], rows0[:, :, wx1], rows1[:, :, wx0], rows1[:, :, wx1]
     with np.errstate(invalid="ignore", over="ignore"):
         if path == "generic":
-            lh1 = round_to_dtype(lh1, dtype_name)
-            lh0 = round_to_dtype(np.float32(1) - lh1, dtype_name)
-            lw1 = round_to_dtype(lw1, dtype_name)
-            lw0 = round_to_dtype(np.float32(1) - lw1, dtype_name)
+            if not arithmetic.cuda:  # CPU torch keeps the weights in the logits' dtype
+                lh1 = round_to_dtype(lh1, dtype_name)
+                lh0 = round_to_dtype(np.float32(1) - lh1, dtype_name)
+                lw1 = round_to_dtype(lw1, dtype_name)
+                lw0 = round_to_dtype(np.float32(1) - lw1, dtype_name)
             t0 = _mul_add_np(x00, lw0, _f32(x01 * lw1), fma)
             t1 = _mul_add_np(x10, lw0, _f32(x11 * lw1), fma)
             return round_to_dtype(_mul_add_np(t0, lh0[:, None], _f32(t1 * lh1[:, None]), fma), dtype_name)

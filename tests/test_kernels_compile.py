@@ -81,19 +81,21 @@ SEGMENTATION_SCRIPT = textwrap.dedent(
 
     target = GPUTarget("cuda", 90, 32)
     ints = ["channels", "in_h", "in_w", "sb", "sc", "sh", "sw", "vector_classes", "tiles_per_image"]
-    flags = ["DTYPE", "FMA", "VEC_ORDER", "TAIL_ORDER", "INDEX_64", "BLOCK"]
+    flags = ["DTYPE", "FMA", "CUDA", "VEC_ORDER", "TAIL_ORDER", "INDEX_64", "BLOCK"]
     block, num_warps = S._block_size(1 << 20)
     report = {}
-    for name, ptr, dtype_name, fma, index_64 in [
-        ("fp32-fma", "*fp32", "float32", True, False),
-        ("fp32-plain", "*fp32", "float32", False, False),
-        ("bf16-fma-int64", "*bf16", "bfloat16", True, True),
-        ("fp16-plain-int64", "*fp16", "float16", False, True),
+    for name, ptr, dtype_name, fma, index_64, cuda in [
+        ("fp32-fma", "*fp32", "float32", True, False, False),
+        ("fp32-plain", "*fp32", "float32", False, False, False),
+        ("bf16-fma-int64", "*bf16", "bfloat16", True, True, False),
+        ("fp16-plain-int64", "*fp16", "float16", False, True, False),
+        ("fp32-fma-cuda", "*fp32", "float32", True, False, True),  # TorchArithmetic.CUDA: what a GPU launches
+        ("bf16-fma-cuda", "*bf16", "bfloat16", True, False, True),
     ]:
         signature = {"logits_ptr": ptr, "desc_ptr": "*i64", "out_ptr": "*i64", **{k: "i32" for k in ints},
                      **{f: "constexpr" for f in flags}}
         vec_order, tail_order = S._orders(dtype_name)
-        constexprs = dict(DTYPE=["float32", "float16", "bfloat16"].index(dtype_name), FMA=fma,
+        constexprs = dict(DTYPE=["float32", "float16", "bfloat16"].index(dtype_name), FMA=fma, CUDA=cuda,
                           VEC_ORDER=S._ORDER_CODE[vec_order], TAIL_ORDER=S._ORDER_CODE[tail_order], INDEX_64=index_64,
                           BLOCK=block)
         for fusion in (False, True):  # False: as launched; True: what contraction would add
@@ -108,7 +110,7 @@ SEGMENTATION_SCRIPT = textwrap.dedent(
 )
 
 
-def test_segmentation_kernel_compiles_for_sm90_with_torch_cpu_arithmetic():
+def test_segmentation_kernel_compiles_for_sm90_with_torchs_arithmetic():
     """`_bilinear_argmax_kernel` as launched (`enable_fp_fusion=False`): correctly rounded division for the scale,
     no FMA at all in the no-FMA variant (torch's DEFAULT build), and in the FMA variant (its AVX2 build) exactly the
     explicit `tl.fma`s: allowing contraction adds none, so no multiply-add is left for the compiler to fuse."""
@@ -125,6 +127,6 @@ def test_segmentation_kernel_compiles_for_sm90_with_torch_cpu_arithmetic():
     for name in ("fp32-plain", "fp16-plain-int64"):
         assert report[f"{name}-fusion-False"][r"\bfma"] == 0, report[f"{name}-fusion-False"]
         assert report[f"{name}-fusion-True"][r"\bfma"] > 0  # contraction would change the arithmetic: it is off
-    for name in ("fp32-fma", "bf16-fma-int64"):
+    for name in ("fp32-fma", "bf16-fma-int64", "fp32-fma-cuda", "bf16-fma-cuda"):
         explicit = report[f"{name}-fusion-False"][r"\bfma"]
         assert explicit > 0 and report[f"{name}-fusion-True"][r"\bfma"] == explicit, (name, report)

@@ -7,8 +7,10 @@ arithmetic: per image, `F.interpolate(logits[i][None], size, mode="bilinear", al
   channels-last logits with C > 3), int32 and int64 indexing.
 - The pure-numpy reference (`reference_bilinear`) equals CPU torch's values bit for bit, and the kernel equals it
   under other arithmetic descriptions (no FMA: torch's DEFAULT build; one thread).
-- On a GPU the same tests also compare with CUDA torch, whose own arithmetic may pick another class where two are
-  within an ulp or so (then only such near-ties may differ); non-finite logits are compared with CPU torch only.
+- The CUDA arithmetic (`TorchArithmetic.CUDA`, the default for CUDA logits: UpSampleBilinear2d.cu's formula with
+  float32 weights, nvcc's contraction assumed) equals its numpy reference, and CPU torch's float32 generic path,
+  which has the same formula. On a GPU the kernel's default labels are also compared with CUDA torch's: equal up
+  to near-ties (an unverified contraction guess may move a value by an ulp); `make gpu-check` counts them.
 - How often FMA contraction alone changes a label on realistic logits is measured (printed, not asserted).
 """
 
@@ -36,6 +38,7 @@ def check(logits: torch.Tensor, sizes, *, compare_cuda: bool = True, ties: bool 
     """Runs the kernel on DEVICE and asserts its labels equal CPU torch's exactly (and, on a GPU, CUDA torch's up to
     near-ties, which `ties` says the logits were built to have). `logits` may live anywhere."""
     on_device = logits.to(DEVICE)
+    kwargs.setdefault("arithmetic", S.TorchArithmetic.current())  # CPU torch's, on any device
     got = S.bilinear_argmax(on_device, sizes, **kwargs)
     host = logits.cpu()  # channels-last strides survive a copy: torch's CPU path choice stays the kernel's
     assert len(got) == len(sizes)
@@ -45,7 +48,8 @@ def check(logits: torch.Tensor, sizes, *, compare_cuda: bool = True, ties: bool 
         expected = torch_values(host, i, size).argmax(dim=0)
         assert torch.equal(labels.cpu(), expected), f"image {i} {tuple(host.shape)} -> {size}: " \
             f"{int((labels.cpu() != expected).sum())} labels differ"
-        if DEVICE == "cuda" and compare_cuda:
+    if DEVICE == "cuda" and compare_cuda:  # the default on CUDA logits: CUDA torch's arithmetic
+        for i, (size, labels) in enumerate(zip(sizes, S.bilinear_argmax(on_device, sizes))):
             assert_equal_up_to_near_ties(labels, torch_values(on_device, i, size), rare=not ties)
     return got
 
@@ -187,7 +191,7 @@ def test_int64_indexing(monkeypatch):
 
 
 def test_numpy_reference_equals_cpu_torch_values_bit_for_bit():
-    arithmetic = S.CpuArithmetic.current()
+    arithmetic = S.TorchArithmetic.current()
     rng = np.random.default_rng(7)
     cases = [(19, 7, 9, (13, 20)), (19, 7, 9, (70, 60)), (151, 4, 5, (9, 31)), (3, 5, 6, (64, 80)), (17, 1, 6, (3, 3))]
     for dtype in DTYPES:
@@ -199,8 +203,8 @@ def test_numpy_reference_equals_cpu_torch_values_bit_for_bit():
             np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
 
 
-@pytest.mark.parametrize("arithmetic", [S.CpuArithmetic(fma=False), S.CpuArithmetic(single_thread=True),
-                                        S.CpuArithmetic(lanes=16)], ids=["no-fma", "one-thread", "avx512"])
+@pytest.mark.parametrize("arithmetic", [S.TorchArithmetic(fma=False), S.TorchArithmetic(single_thread=True),
+                                        S.TorchArithmetic(lanes=16)], ids=["no-fma", "one-thread", "avx512"])
 def test_other_cpu_builds_follow_the_numpy_reference(arithmetic):
     """The arithmetic of other torch builds (DEFAULT: no FMA; one thread; 16 float lanes), against the numpy
     reference evaluated for them (the DEFAULT formulas were checked against torch under ATEN_CPU_CAPABILITY=default
@@ -220,7 +224,7 @@ def test_other_cpu_builds_follow_the_numpy_reference(arithmetic):
                                                                          arithmetic=arithmetic))
 
 
-def label_changes(values: np.ndarray, size, a: S.CpuArithmetic, b: S.CpuArithmetic, **kwargs) -> tuple[int, int]:
+def label_changes(values: np.ndarray, size, a: S.TorchArithmetic, b: S.TorchArithmetic, **kwargs) -> tuple[int, int]:
     la = S.reference_labels(values, size, arithmetic=a, **kwargs)
     lb = S.reference_labels(values, size, arithmetic=b, **kwargs)
     return int((la != lb).sum()), la.size
@@ -233,7 +237,7 @@ def test_fma_contraction_label_difference_rate(record_property):
     kernel's labels on the realistic batch equal CPU torch's."""
     rng = np.random.default_rng(9)
     logits = smooth_logits(rng, 2, 150, 32, 32)
-    fma, plain = S.CpuArithmetic(fma=True), S.CpuArithmetic(fma=False)
+    fma, plain = S.TorchArithmetic(fma=True), S.TorchArithmetic(fma=False)
     changed = total = 0
     for image in logits:
         c, t = label_changes(image, (128, 128), fma, plain)
@@ -297,3 +301,35 @@ def test_sizes_as_a_tensor_and_numpy_ints_and_an_empty_batch():
     assert all(torch.equal(a, b) for a, b in zip(by_list, by_tensor))
     assert S.bilinear_argmax(torch.zeros(0, 5, 4, 6, device=DEVICE), []) == []
     assert math.prod(by_list[0].shape) == 63
+
+
+# --- CUDA torch's arithmetic (TorchArithmetic.CUDA) --------------------------------------------------------------
+
+CUDA_SIZES = [(13, 20), (7, 9), (70, 60), (3, 2), (1, 130), (6, 5)]  # the last: the logits' own size (a copy)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_cuda_arithmetic_equals_its_reference(dtype):
+    rng = np.random.default_rng(7)
+    logits = torch.from_numpy(smooth_logits(rng, len(CUDA_SIZES), 11, 6, 5)).to(dtype)
+    logits[0, 3, 2, 2] = float("inf")
+    got = S.bilinear_argmax(logits.to(DEVICE), CUDA_SIZES, arithmetic=S.TorchArithmetic.CUDA)
+    for i, (size, labels) in enumerate(zip(CUDA_SIZES, got)):
+        values = logits[i].float().numpy()
+        expected = S.reference_labels(values, size, dtype_name=NP_NAME[dtype], arithmetic=S.TorchArithmetic.CUDA)
+        assert np.array_equal(labels.cpu().numpy(), expected), (i, size)
+
+
+@pytest.mark.skipif(not S.TorchArithmetic.current().fma, reason="this CPU torch does not contract into FMAs")
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_cuda_arithmetic_is_cpu_torchs_generic_formula_in_float32(dtype):
+    """On sizes where CPU torch takes its generic path (H + W > 128, sizes differ) its float32 arithmetic is the
+    formula assumed for CUDA torch; 16-bit logits are interpolated in float32 with float32 weights and rounded once,
+    which is F.interpolate on the float32 logits, rounded."""
+    rng = np.random.default_rng(8)
+    sizes = [(70, 60), (1, 130), (129, 3)]
+    logits = torch.from_numpy(smooth_logits(rng, len(sizes), 9, 7, 6)).to(dtype)
+    got = S.bilinear_argmax(logits.to(DEVICE), sizes, arithmetic=S.TorchArithmetic.CUDA)
+    for i, (size, labels) in enumerate(zip(sizes, got)):
+        expected = torch_values(logits.float(), i, size).to(dtype).argmax(dim=0)
+        assert torch.equal(labels.cpu(), expected), (i, size)

@@ -70,3 +70,62 @@ def test_wide_unresized_label_maps_on_the_triton_backend():
     result = processor(image, labels, return_tensors="pt", backend="triton", device=DEVICE)
     assert result["labels"].device.type == DEVICE
     assert torch.equal(result["labels"][0].cpu(), torch.from_numpy(labels))
+
+
+# --- masks out: the fused kernel through the processor --------------------------------------------------------------
+
+
+class _Outputs:
+    def __init__(self, logits):
+        self.logits = logits
+
+
+def _smooth(batch: int, classes: int, h: int, w: int, seed: int) -> torch.Tensor:
+    coarse = torch.randn(batch, classes, max(1, h // 4), max(1, w // 4), generator=torch.Generator().manual_seed(seed))
+    return torch.nn.functional.interpolate(coarse * 4, size=(h, w), mode="bilinear", align_corners=False)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_post_process_through_the_kernel_equals_transformers(family, dtype, monkeypatch):
+    """Ragged target sizes (smaller, larger, equal, 1-pixel) in one launch; 151 and 2 classes. On the CPU the kernel
+    follows CPU torch (equal labels); on a GPU, CUDA torch (`_kernels.segmentation` documents why that equality is
+    not guaranteed where two classes are within an ulp; tests/test_segmentation_kernel.py bounds it)."""
+    ours = FAMILIES[family][0](backend="triton")
+    ref = FAMILIES[family][1]()
+    from fused_imgproc._kernels import segmentation as S
+
+    launches = []
+    real = S.launch_on
+    monkeypatch.setattr(S, "launch_on", lambda *a, **k: (launches.append(1), real(*a, **k)))
+    for classes in (151, 2):
+        logits = _smooth(4, classes, 12, 10, seed=classes).to(dtype)
+        sizes = [(30, 41), (5, 3), (12, 10), (1, 64)]
+        got = ours.post_process_semantic_segmentation(_Outputs(logits.to(DEVICE)), target_sizes=sizes)
+        expected = ref.post_process_semantic_segmentation(_Outputs(logits), target_sizes=sizes)
+        for a, b in zip(got, expected, strict=True):
+            assert a.dtype == torch.int64 and a.device.type == DEVICE
+            if DEVICE == "cpu":
+                assert torch.equal(a, b)
+            else:
+                assert float((a.cpu() != b).float().mean()) < 1e-2  # CPU torch vs CUDA arithmetic: near-ties only
+    assert len(launches) == 2  # one per batch
+    # Without target sizes, or with scores, transformers' own arithmetic (no kernel): identical, on any device.
+    logits = _smooth(2, 5, 6, 7, seed=0).to(dtype).to(DEVICE)
+    plain = ours.post_process_semantic_segmentation(_Outputs(logits))
+    assert all(torch.equal(a, b) for a, b in zip(plain, ref.post_process_semantic_segmentation(_Outputs(logits))))
+    scored = ours.post_process_semantic_segmentation(_Outputs(logits), [(9, 9)] * 2, return_segmentation_scores=True)
+    reference = ref.post_process_semantic_segmentation(_Outputs(logits), [(9, 9)] * 2, return_segmentation_scores=True)
+    for a, b in zip(scored, reference):
+        assert torch.equal(a.segmentation, b.segmentation) and torch.equal(a.segmentation_scores, b.segmentation_scores)
+    assert len(launches) == 2
+
+
+def test_post_process_backend_choice():
+    """float64 logits (which the kernel does not take) follow transformers' arithmetic on every backend."""
+    logits = _smooth(1, 3, 5, 5, seed=1).double().to(DEVICE)
+    for backend in ("triton", "numpy", "auto"):
+        processor = fi.SegformerImageProcessor(backend=backend)
+        got = processor.post_process_semantic_segmentation(_Outputs(logits), [(11, 7)])
+        expected = torch.nn.functional.interpolate(logits, size=(11, 7), mode="bilinear", align_corners=False)[0]
+        assert torch.equal(got[0], expected.argmax(dim=0))

@@ -13,6 +13,7 @@ device one fused Triton launch for the whole batch that never writes the upsampl
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import numpy as np
@@ -33,11 +34,12 @@ from ..image_utils import (
     prepare_image,
 )
 from ..plan import CHANNELS_FIRST
-from .base import BaseImageProcessor, _select_backend, _triton_backend
+from .base import BACKEND_ALIASES, BaseImageProcessor, _select_backend, _triton_backend
 from .vit import MobileNetV1ImageProcessor
 
 _LAST = ChannelDimension.LAST
 # transformers' reduce_label on uint8: 0 -> 255, 255 -> 255 (254 after the subtraction, put back), k -> k - 1.
+_KERNEL_DTYPES = ("torch.float32", "torch.float16", "torch.bfloat16")
 _REDUCE_LUT = np.concatenate([[255], np.arange(0, 254), [255]]).astype(np.uint8)
 
 
@@ -164,14 +166,19 @@ class SemanticSegmentationMixin:
         return results
 
     def _fused_post_processing(self, logits) -> bool:
-        """Whether the fused kernel post-processes `logits`: on a CUDA device unless the backend is `"numpy"`; on
-        the CPU only with `backend="triton"` (the kernel under `TRITON_INTERPRET=1`)."""
-        backend = {"pil": "numpy", "torchvision": "auto"}.get(self.backend, self.backend)
+        """Whether the fused kernel post-processes `logits`: CUDA logits unless the backend is `"numpy"` (`"auto"`
+        without triton installed uses transformers' arithmetic); CPU logits only with `backend="triton"` under
+        `TRITON_INTERPRET=1` (the kernel through the interpreter, for tests)."""
+        backend = BACKEND_ALIASES.get(self.backend, self.backend)
+        if backend == "numpy" or str(logits.dtype) not in _KERNEL_DTYPES:  # float64: transformers' arithmetic
+            return False
         if logits.device.type == "cuda":
-            return backend != "numpy"
+            if backend == "auto":
+                return importlib.util.find_spec("triton") is not None
+            _triton_backend()  # BackendUnavailableError without torch and triton
+            return True
         if backend == "triton":
-            triton_backend = _triton_backend()
-            if not triton_backend.INTERPRETED:
+            if not _triton_backend().INTERPRETED:
                 raise BackendUnavailableError(
                     "backend='triton' post-processes CUDA logits (or CPU ones under TRITON_INTERPRET=1); these are on "
                     f"{logits.device}"
