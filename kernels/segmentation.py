@@ -380,9 +380,11 @@ def bilinear_argmax(logits: torch.Tensor, sizes, *, arithmetic: TorchArithmetic 
     pixels = [h * w for h, w in sizes]
     total = sum(pixels)
     out = torch.empty(total, dtype=torch.int64, device=logits.device)
-    starts = np.concatenate([[0], np.cumsum(pixels, dtype=np.int64)])[:-1] if batch else []
+    starts = [0] * batch
+    for i in range(1, batch):
+        starts[i] = starts[i - 1] + pixels[i - 1]
     if total:
-        rows = [[int(start), h, w, int(arithmetic.channels_last_path(channels, (h, w), channels_last_input))]
+        rows = [[start, h, w, int(arithmetic.channels_last_path(channels, (h, w), channels_last_input))]
                 for start, (h, w) in zip(starts, sizes)]
         desc = torch.tensor(rows, dtype=torch.int64).to(logits.device, non_blocking=True)
         block, num_warps = _block_size(max(pixels))
@@ -398,9 +400,13 @@ def bilinear_argmax(logits: torch.Tensor, sizes, *, arithmetic: TorchArithmetic 
         constants = {"DTYPE": DTYPE_CODES[logits.dtype], "FMA": bool(arithmetic.fma), "CUDA": bool(arithmetic.cuda),
                      "VEC_ORDER": _ORDER_CODE[vec_order], "TAIL_ORDER": _ORDER_CODE[tail_order], "INDEX_64": index_64,
                      "BLOCK": block, "num_warps": num_warps, "enable_fp_fusion": False}
-        with np.errstate(invalid="ignore", over="ignore"):  # the interpreter's numpy on inf/NaN logits
-            launch_on(logits, _bilinear_argmax_kernel[(batch * tiles,)], *args, **constants)
-    return [out[int(start):int(start) + h * w].view(h, w) for start, (h, w) in zip(starts, sizes)]
+        kernel = _bilinear_argmax_kernel[(batch * tiles,)]
+        if INTERPRETED:
+            with np.errstate(invalid="ignore", over="ignore"):  # the interpreter's numpy on inf/NaN logits
+                launch_on(logits, kernel, *args, **constants)
+        else:
+            launch_on(logits, kernel, *args, **constants)
+    return [out[start:start + h * w].view(h, w) for start, (h, w) in zip(starts, sizes)]
 
 
 # ---- Pure-numpy reference (any variant of the arithmetic above; no torch, no triton needed to run it) ----
