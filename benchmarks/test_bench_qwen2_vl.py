@@ -18,9 +18,6 @@ Nothing here asserts a time: the equality checks only make sure a speed is never
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,23 +27,16 @@ import pytest
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
 
-# The host-work cases need torch and triton, no GPU (a GPU machine measures them directly: benchmarks/gpu) and
-# the interpreter, set before the kernels are imported. Unlike test_bench_host.py the module is not skipped as a
-# whole: the CPU cases run everywhere.
+# The host-work cases need torch and triton, no GPU and the interpreter (host_mode.py). Unlike test_bench_host.py
+# the module is not skipped as a whole: the CPU cases run everywhere.
 try:
     import torch
 except ImportError:
     torch = None
-if torch is None or importlib.util.find_spec("triton") is None:
-    HOST_SKIP = "the host-work cases need torch and triton"
-elif torch.cuda.is_available():
-    HOST_SKIP = "host work is measured directly on a GPU machine (see benchmarks/gpu)"
-else:
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # before the kernels are imported
-    HOST_SKIP = None if os.environ["TRITON_INTERPRET"] == "1" else \
-        "needs TRITON_INTERPRET=1 (set before the kernels were imported)"
-
 from copy_floor import median_copy_seconds
+from host_mode import host_skip_reason, seconds
+
+HOST_SKIP = host_skip_reason(torch)
 
 import fused_imgproc as fi
 
@@ -101,15 +91,6 @@ def reference_outputs():
     return {name: _outputs(IMPLEMENTATIONS["transformers"], x) for name, x in INPUTS.items()}
 
 
-def _seconds(fn, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 @pytest.mark.parametrize("impl", list(IMPLEMENTATIONS))
 @pytest.mark.parametrize("case", list(INPUTS))
 def test_qwen2_vl_cpu(benchmark, reference_outputs, case, impl):
@@ -121,7 +102,7 @@ def test_qwen2_vl_cpu(benchmark, reference_outputs, case, impl):
     assert grid_thw.dtype == expected_grid.dtype and np.array_equal(grid_thw, expected_grid)
     if impl == "fused_imgproc" and benchmark.stats is not None:  # not under --benchmark-disable
         stats = benchmark.stats.stats
-        reference = _seconds(lambda: _outputs(IMPLEMENTATIONS["transformers"], images), REFERENCE_REPEATS)
+        reference = seconds(lambda: _outputs(IMPLEMENTATIONS["transformers"], images), REFERENCE_REPEATS)
         benchmark.extra_info["median_ms"] = round(stats.median * 1e3, 2)
         benchmark.extra_info["transformers_pil_median_ms"] = round(float(np.median(reference)) * 1e3, 2)
         benchmark.extra_info["ratio_vs_transformers_pil"] = round(float(np.median(reference)) / stats.median, 2)

@@ -18,10 +18,6 @@ the equality checks only make sure a speed is never that of a wrong answer.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import time
-
 import numpy as np
 import pytest
 
@@ -29,14 +25,9 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
 
-if importlib.util.find_spec("triton") is None:
-    HOST_SKIP = "the host-work case needs triton"
-elif torch.cuda.is_available():
-    HOST_SKIP = "host work is measured directly on a GPU machine (see benchmarks/gpu)"
-else:
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # before the kernels are imported
-    HOST_SKIP = None if os.environ["TRITON_INTERPRET"] == "1" else \
-        "needs TRITON_INTERPRET=1 (set before the kernels were imported)"
+from host_mode import host_skip_reason, seconds
+
+HOST_SKIP = host_skip_reason(torch)
 
 import fused_imgproc as fi
 
@@ -69,15 +60,6 @@ def _labels(processor, outputs) -> list:
     return processor.post_process_semantic_segmentation(outputs, target_sizes=[TARGET] * len(outputs.logits))
 
 
-def _seconds(fn, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 @pytest.fixture(scope="module")
 def logits():
     return {name: Outputs(ade20k_logits(batch)) for name, batch in CASES.items()}
@@ -98,7 +80,7 @@ def test_post_process_cpu(benchmark, logits, reference_labels, case, impl):
     assert all(torch.equal(a, b) for a, b in zip(labels, reference_labels[case], strict=True))
     if impl == "fused_imgproc" and benchmark.stats is not None:
         stats = benchmark.stats.stats
-        reference = _seconds(lambda: _labels(IMPLEMENTATIONS["transformers"], outputs), REFERENCE_REPEATS)
+        reference = seconds(lambda: _labels(IMPLEMENTATIONS["transformers"], outputs), REFERENCE_REPEATS)
         benchmark.extra_info["median_ms"] = round(stats.median * 1e3, 1)
         benchmark.extra_info["transformers_pil_median_ms"] = round(float(np.median(reference)) * 1e3, 1)
         benchmark.extra_info["ratio_vs_transformers_pil"] = round(float(np.median(reference)) / stats.median, 2)
