@@ -206,6 +206,16 @@ def _wide(i, INDEX_64: tl.constexpr):
 
 
 @triton.jit
+def _corners(plane, o00, o01, o10, o11, live):
+    """One class's four source corners of every pixel, in float32."""
+    x00 = tl.load(plane + o00, mask=live, other=0.0).to(tl.float32)
+    x01 = tl.load(plane + o01, mask=live, other=0.0).to(tl.float32)
+    x10 = tl.load(plane + o10, mask=live, other=0.0).to(tl.float32)
+    x11 = tl.load(plane + o11, mask=live, other=0.0).to(tl.float32)
+    return x00, x01, x10, x11
+
+
+@triton.jit
 def _take(best, label, v, c):
     """torch.argmax's running step: a larger value, or the first NaN, replaces the best so far."""
     take = (v > best) | ((v != v) & (best == best))  # noqa: PLR0124 (x != x: x is NaN)
@@ -274,10 +284,7 @@ def _bilinear_argmax_kernel(
             lw0 = _round_to(1.0 - lw1, DTYPE)
         for c in range(channels):
             plane = logits_ptr + (base + _wide(c, INDEX_64) * sc)
-            x00 = tl.load(plane + o00, mask=live, other=0.0).to(tl.float32)
-            x01 = tl.load(plane + o01, mask=live, other=0.0).to(tl.float32)
-            x10 = tl.load(plane + o10, mask=live, other=0.0).to(tl.float32)
-            x11 = tl.load(plane + o11, mask=live, other=0.0).to(tl.float32)
+            x00, x01, x10, x11 = _corners(plane, o00, o01, o10, o11, live)
             t0 = _mul_add(x00, lw0, x01 * lw1, FMA)
             t1 = _mul_add(x10, lw0, x11 * lw1, FMA)
             v = _round_to(_mul_add(t0, lh0, t1 * lh1, FMA), DTYPE)
@@ -288,18 +295,12 @@ def _bilinear_argmax_kernel(
         w00, w01, w10, w11 = lh0 * lw0, lh0 * lw1, lh1 * lw0, lh1 * lw1
         for c in range(vector_classes):
             plane = logits_ptr + (base + _wide(c, INDEX_64) * sc)
-            x00 = tl.load(plane + o00, mask=live, other=0.0).to(tl.float32)
-            x01 = tl.load(plane + o01, mask=live, other=0.0).to(tl.float32)
-            x10 = tl.load(plane + o10, mask=live, other=0.0).to(tl.float32)
-            x11 = tl.load(plane + o11, mask=live, other=0.0).to(tl.float32)
+            x00, x01, x10, x11 = _corners(plane, o00, o01, o10, o11, live)
             v = _round_to(_chain(x00, x01, x10, x11, w00, w01, w10, w11, VEC_ORDER, FMA), DTYPE)
             best, label = _take(best, label, v, c)
         for c in range(vector_classes, channels):
             plane = logits_ptr + (base + _wide(c, INDEX_64) * sc)
-            x00 = tl.load(plane + o00, mask=live, other=0.0).to(tl.float32)
-            x01 = tl.load(plane + o01, mask=live, other=0.0).to(tl.float32)
-            x10 = tl.load(plane + o10, mask=live, other=0.0).to(tl.float32)
-            x11 = tl.load(plane + o11, mask=live, other=0.0).to(tl.float32)
+            x00, x01, x10, x11 = _corners(plane, o00, o01, o10, o11, live)
             v = _round_to(_chain(x00, x01, x10, x11, w00, w01, w10, w11, TAIL_ORDER, FMA), DTYPE)
             best, label = _take(best, label, v, c)
     tl.store(out_ptr + dst, label.to(tl.int64), mask=live)
