@@ -16,7 +16,8 @@ one runs; the exit status is 1 if any failed):
 Then it writes the CSV, the markdown report and the PNG chart into the output folder (default
 benchmarks/results/; build/gpu-check-smoke/ with --smoke), copies every output into $OUT when that variable names
 another folder (the GPU machine hands back only $OUT), and prints the parts, the targets and, last, the headline
-table.
+table. The segmentation cases' label comparison (ours against transformers' on the same logits) is printed just
+before the headline.
 """
 
 from __future__ import annotations
@@ -154,9 +155,9 @@ def run_bench(out: Path, limit_s: float, smoke: bool, env: dict[str, str]) -> pa
     return parts.run_part("bench", command + (["--smoke"] if smoke else []), out / BENCH_LOG, limit_s, REPO, env)
 
 
-def render(out: Path, results: list[parts.PartResult], smoke: bool) -> tuple[str, str]:
+def render(out: Path, results: list[parts.PartResult], smoke: bool) -> tuple[str, str, str]:
     """Write the CSV, markdown and PNG from the rows the benchmark left (all of them, or as many as it measured
-    before it failed or was killed); returns (targets table, headline table)."""
+    before it failed or was killed); returns (targets table, segmentation labels table or "", headline table)."""
     rows = report.derive(report.load_rows(out / BENCH_ROWS))
     if (out / BENCH_ENV).is_file():
         env = json.loads((out / BENCH_ENV).read_text())
@@ -170,7 +171,7 @@ def render(out: Path, results: list[parts.PartResult], smoke: bool) -> tuple[str
     notes = ["median per call, log scale; red: fused_imgproc (Triton backend), grey: a device copy of the same bytes",
              f"{versions}; driver {env.get('driver')}"]
     chart.draw(out / BENCH_PNG, rows, title, notes)
-    return report.targets_table(found, env.get("mode") == "smoke"), report.headline(rows)
+    return report.targets_table(found, env.get("mode") == "smoke"), report.seg_labels(rows), report.headline(rows)
 
 
 def _exit_on_sigterm(signum, frame) -> None:
@@ -206,10 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[gpu-check] {results[-1].line()}", flush=True)
         publish(out)
 
-    targets_text = headline_text = ""
+    targets_text = labels_text = headline_text = ""
     if "bench" in args.parts:
         try:
-            targets_text, headline_text = render(out, results, args.smoke)
+            targets_text, labels_text, headline_text = render(out, results, args.smoke)
         except Exception as error:  # noqa: BLE001 (a report that cannot be written fails the check, loudly)
             results.append(parts.PartResult("report", "failed", 0.0, 0.0, None, None,
                                             f"{type(error).__name__}: {error}"))
@@ -228,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     block.append(f"== gpu-check: {verdict} in {time.monotonic() - started:.0f} s; outputs in {out} ==")
     if targets_text:
         block += ["", "== targets ==", targets_text]
+    if labels_text:
+        block += ["", "== segmentation labels (ours vs transformers) ==", report.SEG_LEGEND, "", labels_text]
     if headline_text:
         block += ["", "== headline ==", report.HEADLINE_LEGEND, "", headline_text]
     text = "\n".join(block)

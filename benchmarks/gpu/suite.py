@@ -6,16 +6,18 @@
 For every case of `gpubench.cases.all_cases` it times our Triton backend (eager, into `out=`, and replayed from
 CUDA graphs: the kernels' time without the call's host work), a device-to-device copy of the same bytes (the
 bandwidth ceiling) and the peers of `gpubench.peers`, and checks our output bit for bit against our numpy
-backend. Each result is appended, as
-it is measured, to DIR/gpu_bench_rows.jsonl (so a run killed at its time limit keeps what it measured), and the
-machine to DIR/gpu_env.json; check.py turns them into the CSV, markdown and PNG.
+backend. The segmentation post-processing cases (`seg`) instead time ours and transformers' post-processing of the
+same logits, count the label pixels where they differ, and check ours at batch 1 against the kernel's numpy model.
+Each result is appended, as it is measured, to DIR/gpu_bench_rows.jsonl (so a run killed at its time limit keeps
+what it measured), and the machine to DIR/gpu_env.json; check.py turns them into the CSV, markdown and PNG.
 
 Without `--smoke` it needs a CUDA GPU. With `--smoke` it runs tiny cases on the GPU when torch sees one, else
 through the Triton interpreter on CPU tensors (TRITON_INTERPRET=1, set here before fused_imgproc's kernels are
 imported). Past `--budget-s` seconds the remaining cases are recorded as skipped.
 
-Exit status: 0 all measured and bit-exact; 1 one of our calls failed or differed from the numpy backend;
-2 it cannot run here; 3 cases were skipped for the time budget.
+Exit status: 0 all measured and bit-exact; 1 one of our calls failed or differed from the numpy backend (seg: from
+the kernel's numpy model, or in more than `cases.SEG_FAIL_FRACTION` of the label pixels from transformers'; fewer
+differing label pixels are a warning); 2 it cannot run here; 3 cases were skipped for the time budget.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class Rows:
         median = row.get("median_ms")
         shown = f"{median:10.4f} ms" if isinstance(median, float) and not math.isnan(median) else " " * 13
         exact = f" exact={row['exact']}" if row.get("exact") else ""
+        if row.get("labels_differ") is not None:
+            exact += f" labels_differ={row['labels_differ']}"
         print(f"{row['case']:<30} {row['impl']:<28} {row['status']:<14}{shown}{exact}  {row.get('note', '')}",
               flush=True)
 
@@ -129,7 +133,8 @@ class Suite:
     def record(self, case, impl: str, role: str, status: str, **fields) -> dict:
         row = {"case": case.id, "kind": case.kind, "batch": case.batch, "layout": case.layout, "dtype": case.dtype,
                "format": case.fmt, "impl": impl, "role": role, "status": status, "method": "", "median_ms": math.nan,
-               "samples": None, "bytes_moved": None, "exact": "", "max_abs_diff": math.nan, "note": ""}
+               "samples": None, "bytes_moved": None, "exact": "", "max_abs_diff": math.nan, "label_pixels": None,
+               "labels_differ": None, "labels_differ_frac": math.nan, "note": ""}
         row.update(fields)
         self.rows.write(row)
         return row
@@ -143,6 +148,9 @@ class Suite:
 
     # -- one case ----------------------------------------------------------------------------------------------
     def run(self, index: int, case) -> None:
+        if case.kind == "seg":
+            self._segmentation(index, case)
+            return
         data = cases.build(case, self.profile, self.device, self.l2_bytes, seed=index)
         moved = data.bytes_moved
         pixels = sum(h * w for h, w in data.sizes)
@@ -253,6 +261,119 @@ class Suite:
         except Exception as error:  # noqa: BLE001
             self.warnings.append(f"{case.id}: {name} raised {self.describe_error(error)}")
             self.record(case, name, "peer", "error", note=self.describe_error(error))
+
+    # -- segmentation post-processing ---------------------------------------------------------------------------
+    def _segmentation(self, index: int, case) -> None:
+        """Ours and transformers' post-processing of the same logits, both timed on the device clock. Then, on the
+        first input set: at batch 1, ours against the kernel's numpy model (`exact`: must be equal, else a failure);
+        every label pixel of ours against transformers' (on the transformers row: `labels_differ`, of
+        `label_pixels`; more than `cases.SEG_FAIL_FRACTION` of them fails, fewer warns)."""
+        import torch
+
+        data = cases.build(case, self.profile, self.device, self.l2_bytes, seed=index)
+        classes, height, width = self.profile.seg_logits
+        target_h, target_w = self.profile.seg_target
+        shape_note = (f"{len(data.slots)} input sets; logits ({case.batch}, {classes}, {height}, {width}) -> "
+                      f"{target_h}x{target_w}")
+        first = data.slots[0]
+        ours = peers.fused_segmentation(case, self.profile, self.device, data)
+        ours_labels = None
+        try:
+            eager = self._time(ours.clock, timing.Rotation(ours.call, data.slots))
+            ours_labels = torch.stack(list(ours.call(first)))
+            self._synchronize()
+            exact, why = "", "the numpy model is checked at batch 1"
+            if case.batch == 1:
+                exact, why = self._seg_model(first.images.logits, ours_labels)
+                if exact != "yes":
+                    self.failures.append(f"{case.id}: {why}")
+            self.record(case, peers.FUSED, "ours", "ok", method=eager.method, median_ms=eager.median_ms,
+                        samples=eager.samples, bytes_moved=data.bytes_moved, exact=exact,
+                        label_pixels=ours_labels.numel(), note=f"{ours.note}; {shape_note}; {why}")
+        except Exception as error:  # noqa: BLE001 (recorded, counted as a failure of ours)
+            self.failures.append(f"{case.id}: {peers.FUSED} raised {self.describe_error(error)}")
+            self.record(case, peers.FUSED, "ours", "error", bytes_moved=data.bytes_moved,
+                        note=self.describe_error(error))
+
+        name = peers.HF_OPS
+        if self.deadline.passed():
+            self.skipped += 1
+            self.record(case, name, "peer", "skipped", note="time budget")
+            return
+        try:
+            impl = peers.hf_segmentation(case, self.profile, self.device, data)
+        except peers.Unavailable as why:
+            self.record(case, name, "peer", "not installed", note=str(why))
+            return
+        except Exception as error:  # noqa: BLE001 (a peer that fails is reported, not fatal)
+            self.warnings.append(f"{case.id}: {name} raised {self.describe_error(error)}")
+            self.record(case, name, "peer", "error", note=self.describe_error(error))
+            return
+        try:
+            measured = self._time(impl.clock, timing.Rotation(impl.call, data.slots))
+            theirs = torch.stack(list(impl.call(first)))
+            self._synchronize()
+            fields, note = {}, impl.note
+            if ours_labels is not None:
+                fields, compared = self._seg_compare(case, first.images.logits, ours_labels, theirs)
+                note = f"{compared}; {note}"
+            self.record(case, name, "peer", "ok", method=measured.method, median_ms=measured.median_ms,
+                        samples=measured.samples, bytes_moved=data.bytes_moved, note=note, **fields)
+        except Exception as error:  # noqa: BLE001
+            self.warnings.append(f"{case.id}: {name} raised {self.describe_error(error)}")
+            self.record(case, name, "peer", "error", note=self.describe_error(error))
+
+    def _seg_model(self, logits, labels) -> tuple[str, str]:
+        """("yes" or "NO", why) for ours against `reference_labels`, the kernel's numpy model, on the first image
+        (CUDA torch's arithmetic on a GPU, this CPU torch's under the interpreter, as the kernel chose)."""
+        from fused_imgproc._kernels import segmentation as kernel
+
+        arithmetic = kernel.TorchArithmetic.CUDA if self.device == "cuda" else kernel.TorchArithmetic.current()
+        started = time.monotonic()
+        expected = kernel.reference_labels(logits[0].float().cpu().numpy(), tuple(labels.shape[1:]),
+                                           arithmetic=arithmetic, dtype_name=str(logits.dtype).removeprefix("torch."))
+        differ = int((labels[0].cpu().numpy() != expected).sum())
+        which = "CUDA" if arithmetic.cuda else "CPU"
+        if differ:
+            return "NO", (f"{differ} of {expected.size} labels of image 0 differ from the kernel's numpy model "
+                          f"({which} arithmetic)")
+        seconds = time.monotonic() - started
+        return "yes", f"image 0 equal to the kernel's numpy model ({which} arithmetic, {seconds:.1f} s)"
+
+    def _seg_compare(self, case, logits, ours, theirs) -> tuple[dict, str]:
+        """Label pixels where ours differs from transformers' (the row's fields and a note), and, where some do,
+        the largest gap between the two labels' scores in torch's upsampled logits there (an ulp or so: rounding
+        of the interpolation, as FMA placement; large: a bug). Counts it as a failure or a warning."""
+        import torch
+
+        if ours.shape != theirs.shape:
+            why = f"label maps of shape {tuple(ours.shape)} (ours) and {tuple(theirs.shape)} (transformers')"
+            self.failures.append(f"{case.id}: {why}")
+            return {}, why
+        mask = ours != theirs
+        differ, total = int(mask.sum()), mask.numel()
+        fraction = differ / total if total else math.nan
+        fields = {"label_pixels": total, "labels_differ": differ, "labels_differ_frac": fraction}
+        if not differ:
+            return fields, f"labels equal to ours (all {total} pixels)"
+        gap = relative = 0.0
+        images = [i for i in range(len(mask)) if bool(mask[i].any())]
+        for i in images[:4]:  # torch's scores, as transformers computes them, at the differing pixels
+            scores = torch.nn.functional.interpolate(logits[i][None], size=tuple(ours.shape[1:]), mode="bilinear",
+                                                     align_corners=False)[0].float()
+            ours_score = scores.gather(0, ours[i][None])[0][mask[i]]
+            their_score = scores.gather(0, theirs[i][None])[0][mask[i]]
+            diff = (their_score - ours_score).abs()
+            gap = max(gap, float(diff.max()))
+            relative = max(relative, float((diff / their_score.abs().clamp_min(1e-30)).max()))
+        why = (f"{differ} of {total} label pixels ({100 * fraction:.4g}%) differ from ours, in {len(images)} of "
+               f"{len(mask)} images, where torch's scores of the two labels differ by at most {gap:.3g} "
+               f"(relative {relative:.3g}, first {min(len(images), 4)} images)")
+        if fraction > cases.SEG_FAIL_FRACTION:
+            self.failures.append(f"{case.id}: {why} (more than {100 * cases.SEG_FAIL_FRACTION:g}%)")
+        else:
+            self.warnings.append(f"{case.id}: {why}")
+        return fields, why
 
 
 def main(argv: list[str] | None = None) -> int:

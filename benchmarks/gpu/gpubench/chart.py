@@ -27,15 +27,15 @@ def _font(size: int):
 
 def chart_cases(rows: list[dict]) -> list[str]:
     """The cases worth a chart: every end-to-end case (e2e, qwen); of the clip and crop cases the largest batch,
-    NCHW."""
+    NCHW; of the segmentation post-processing cases the largest batch (each logits dtype)."""
     chosen: list[str] = []
-    for kind in ("e2e", "qwen", "clip", "crop"):
+    for kind in ("e2e", "qwen", "clip", "seg", "crop"):
         kind_rows = [r for r in rows if r["kind"] == kind]
         if not kind_rows:
             continue
         biggest = max(r["batch"] for r in kind_rows)
         for row in kind_rows:
-            keep = kind in ("e2e", "qwen") or (row["batch"] == biggest and row["format"] == "NCHW")
+            keep = kind in ("e2e", "qwen") or (row["batch"] == biggest and row["format"] in ("NCHW", "labels"))
             if keep and row["case"] not in chosen:
                 chosen.append(row["case"])
     return chosen

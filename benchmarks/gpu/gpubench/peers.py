@@ -20,6 +20,13 @@ The Qwen cases (`qwen`) use the Qwen2-VL processors instead, built with Qwen2.5-
 ours (`fused_imgproc.Qwen2VLImageProcessor`), transformers' torchvision-backend `Qwen2VLImageProcessor` with
 `device=` (float32 patch rows, then cast to bfloat16), transformers' `Qwen2VLImageProcessorPil` and our numpy backend
 on the host (host inputs; their rows then copied to the device as bfloat16).
+
+The segmentation post-processing cases (`seg`): ours is `fused_imgproc.SegformerImageProcessor(backend="triton")
+.post_process_semantic_segmentation(outputs, target_sizes=...)` (one fused bilinear + argmax launch, under the
+interpreter on the CPU), the one peer `transformers (torch ops)`: transformers' `SegformerImageProcessorPil` (4.x
+`SegformerImageProcessor`) `.post_process_semantic_segmentation` on the same device logits (per image
+`F.interpolate(bilinear, align_corners=False)` then `argmax`, torch ops on the logits' device). Both return a list
+of int64 label maps.
 """
 
 from __future__ import annotations
@@ -40,8 +47,9 @@ TV2 = "torchvision v2"
 HF_TV = "transformers (torchvision)"
 HF_PIL = "transformers (PIL)"
 NUMPY = "fused (numpy)"
+HF_OPS = "transformers (torch ops)"
 # Display order of implementations in tables and the chart.
-ORDER = (FUSED, FUSED_GRAPH, COPY, EAGER, COMPILE, TV2, HF_TV, HF_PIL, NUMPY)
+ORDER = (FUSED, FUSED_GRAPH, COPY, EAGER, COMPILE, TV2, HF_TV, HF_PIL, NUMPY, HF_OPS)
 
 
 class Unavailable(Exception):
@@ -320,12 +328,41 @@ def hf_pil(case: Case, profile: Profile, device: str, data: CaseData) -> Impl:
     return Impl(HF_PIL, "peer", "wall", lambda slot: proc(slot.host, **kwargs), f"{type(proc).__name__}, host")
 
 
+def fused_segmentation(case: Case, profile: Profile, device: str, data: CaseData) -> Impl:
+    """Our segmentation post-processing: `backend="triton"`, so that CPU logits (smoke, under the interpreter) go
+    through the kernel too (on CUDA logits the default backend does as well)."""
+    import fused_imgproc
+
+    proc = fused_imgproc.SegformerImageProcessor(backend="triton")
+    sizes = [profile.seg_target] * case.batch
+    return Impl(FUSED, "ours", "device",
+                lambda slot: proc.post_process_semantic_segmentation(slot.images, target_sizes=sizes),
+                "one fused bilinear + argmax launch; a list of int64 label maps")
+
+
+def hf_segmentation(case: Case, profile: Profile, device: str, data: CaseData) -> Impl:
+    """transformers' post-processing on the same device logits: per image F.interpolate + argmax."""
+    try:
+        import transformers
+    except ImportError as error:
+        raise Unavailable(f"not installed ({error})") from None
+    transformers.logging.set_verbosity_error()
+    cls = getattr(transformers, "SegformerImageProcessorPil", None) or transformers.SegformerImageProcessor
+    proc = cls()
+    sizes = [profile.seg_target] * case.batch
+    return Impl(HF_OPS, "peer", "device",
+                lambda slot: proc.post_process_semantic_segmentation(slot.images, target_sizes=sizes),
+                f"{cls.__name__}.post_process_semantic_segmentation: per image F.interpolate + argmax on the device")
+
+
 def peer_builders(case: Case) -> list[tuple[str, Callable[[Case, Profile, str, CaseData], Impl]]]:
     """The peers that apply to `case`, in display order. transformers' processors and the host implementations only
     produce float32 NCHW, so they run on those cases (and on e2e, cast); torch eager/compile on crop cases. The Qwen
     cases: transformers' processors (torchvision; PIL and our numpy backend for host inputs), no torchvision v2
-    (it has no patch rows)."""
+    (it has no patch rows). The seg cases: transformers' post-processing."""
     builders: list[tuple[str, Callable]] = []
+    if case.kind == "seg":
+        return [(HF_OPS, hf_segmentation)]
     if case.kind == "qwen":
         builders.append((HF_TV, hf_torchvision))
         if case.layout == "host":

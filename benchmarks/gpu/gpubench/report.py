@@ -9,6 +9,10 @@ Derived columns (per case, from the rows of the same case):
   the row is that many times slower than ours;
 - `ratio_to_fused_graph`: the same against `fused (triton, CUDA graph)`, the replayed call: the kernels' time
   without the call's host work.
+
+Segmentation post-processing rows (`seg`) carry `label_pixels` (label pixels compared) and, on the transformers row,
+`labels_differ` and `labels_differ_frac`: the pixels where its labels differ from ours on the same logits.
+`seg_labels` summarises them (with `cases.SEG_FAIL_FRACTION`: above it FAIL, below WARN, none: exact).
 """
 
 from __future__ import annotations
@@ -21,16 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import environment, traffic
-from .peers import COMPILE, COPY, EAGER, FUSED, FUSED_GRAPH, HF_PIL, HF_TV, NUMPY, ORDER, TV2
+from .cases import SEG_FAIL_FRACTION
+from .peers import COMPILE, COPY, EAGER, FUSED, FUSED_GRAPH, HF_OPS, HF_PIL, HF_TV, NUMPY, ORDER, TV2
 
 RAW_COLUMNS = ("case", "kind", "batch", "layout", "dtype", "format", "impl", "role", "status", "method",
-               "median_ms", "samples", "bytes_moved", "exact", "max_abs_diff", "note")
+               "median_ms", "samples", "bytes_moved", "exact", "max_abs_diff", "label_pixels", "labels_differ",
+               "labels_differ_frac", "note")
 CSV_COLUMNS = ("case", "kind", "batch", "layout", "dtype", "format", "impl", "role", "status", "method",
                "median_ms", "per_image_us", "samples", "bytes_moved", "gbps", "pct_of_copy", "ratio_to_fused",
-               "ratio_to_fused_graph", "exact", "max_abs_diff", "note", "mode", "device", *environment.FIELDS)
+               "ratio_to_fused_graph", "exact", "max_abs_diff", "label_pixels", "labels_differ", "labels_differ_frac",
+               "note", "mode", "device", *environment.FIELDS)
 # Headline columns: (heading, implementation) for the peers compared with ours.
 VERSUS = (("vs eager", EAGER), ("vs compile", COMPILE), ("vs tv2", TV2), ("vs HF tv", HF_TV),
-          ("vs HF PIL", HF_PIL), ("vs numpy", NUMPY))
+          ("vs HF PIL", HF_PIL), ("vs numpy", NUMPY), ("vs HF ops", HF_OPS))
 STATUS_MARK = {"not installed": "n/i", "n/a": "n/a", "error": "err", "skipped": "skip", "fallback": "fallback"}
 
 
@@ -139,6 +146,26 @@ def _best(impls: dict[str, dict]) -> dict | None:
     return None
 
 
+def seg_verdict(peer: dict | None) -> str:
+    """Of a seg case's transformers row: "exact" (no label differs from ours), "WARN" (some, at most
+    `SEG_FAIL_FRACTION` of them), "FAIL" (more), or "-" (not compared)."""
+    if not peer or peer.get("labels_differ") is None:
+        return "-"
+    differ, fraction = int(peer["labels_differ"]), _number(peer.get("labels_differ_frac"))
+    if differ == 0:
+        return "exact"
+    return "FAIL" if math.isnan(fraction) or fraction > SEG_FAIL_FRACTION else "WARN"
+
+
+def _seg_differ_cell(peer: dict | None) -> str:
+    verdict = seg_verdict(peer)
+    if verdict == "-":
+        return "labels not compared"
+    if verdict == "exact":
+        return "labels = HF"
+    return f"{int(peer['labels_differ'])} px != HF ({100 * _number(peer['labels_differ_frac']):.3g}%) {verdict}"
+
+
 def headline(rows: list[dict]) -> str:
     """One line per case: ours eager (`out=`) and replayed from a CUDA graph, the bandwidth of the replay (of the
     eager call without one), how many times faster ours is than each peer (both eager), and the bit-exactness
@@ -170,17 +197,23 @@ def headline(rows: list[dict]) -> str:
         exact = ours.get("exact") or "-"
         if graph is not None and graph.get("exact") == "NO":
             exact = "NO (graph)"
+        if ours.get("kind") == "seg":  # ours against the kernel's numpy model (batch 1), then against transformers
+            exact = f"{exact}; {_seg_differ_cell(impls.get(HF_OPS))}"
         lines.append([case, fmt_ms(ours["median_ms"]), graph_cell, _fmt(best["gbps"], ".3g"),
                       _fmt(best["pct_of_copy"], ".0f", "%"), *versus, exact])
     header = ["case", "ours ms", "graph ms", "GB/s", "% copy", *(heading for heading, _ in VERSUS), "exact"]
     return _table(header, lines, right=set(range(1, len(header) - 1)))
 
 
-HEADLINE_LEGEND = ("ours ms: fused (triton) eager, into out= (e2e, qwen: host clock, a new tensor); graph ms: the "
+HEADLINE_LEGEND = ("ours ms: fused (triton) eager, into out= (e2e, qwen: host clock, a new tensor; seg: new label "
+                   "maps, device clock, no graph); graph ms: the "
                    "same call replayed from a CUDA graph (the kernels without the call's host work). GB/s and % copy "
                    "(of a device copy of the same bytes, same run; no copy in e2e and qwen): of the graph replay, "
                    "else of the eager call. vs X: X's median / ours eager, above 1 ours is faster. exact: "
-                   "bit-identical to our numpy backend. n/i: not installed; -: not run for this case.")
+                   "bit-identical to our numpy backend. seg (logits -> labels): exact is ours against the kernel's "
+                   "numpy model (batch 1; - elsewhere), then the label pixels that differ from transformers' (HF ops) "
+                   f"on the same logits: WARN up to {100 * SEG_FAIL_FRACTION:g}% of them, FAIL above (fails the "
+                   "check). n/i: not installed; -: not run for this case.")
 
 
 @dataclass(frozen=True)
@@ -249,6 +282,12 @@ def targets(rows: list[dict]) -> list[Target]:
                if impls[FUSED]["batch"] == biggest and name in impls and impls[name]["status"] == "ok"],
               lambda v, f=factor: v >= f, ".1f")
 
+    seg = [(_number(impls[HF_OPS]["ratio_to_fused"]), case) for case, impls in index.items()
+           if kinds[case] == "seg" and impls.get(FUSED, {}).get("status") == "ok"
+           and impls.get(HF_OPS, {}).get("status") == "ok"]
+    worst("segmentation post-processing >= 5x transformers", "both eager, device time", seg, lambda v: v >= 5.0,
+          ".2f")
+
     e2e = [(impls[FUSED]["median_ms"], case) for case, impls in index.items()
            if kinds[case] == "e2e" and impls.get(FUSED, {}).get("status") == "ok"]
     worst("batch-1 end to end <= 0.5 ms", "eager, host clock + sync, ms", e2e, lambda v: v <= 0.5, ".3f",
@@ -268,7 +307,9 @@ def full_tables(rows: list[dict]) -> str:
     """Every row, one table per kind of case."""
     sections = []
     titles = {"e2e": "Batch-1 end to end (host clock)", "clip": "CLIP pipeline (resize + crop + normalize)",
-              "qwen": "Qwen2.5-VL end to end: patch rows (host clock)", "crop": "Crop + normalize kernel (no resize)"}
+              "qwen": "Qwen2.5-VL end to end: patch rows (host clock)",
+              "seg": "Semantic segmentation post-processing: logits -> labels",
+              "crop": "Crop + normalize kernel (no resize)"}
     for kind, title in titles.items():
         lines = []
         for row in rows:
@@ -288,6 +329,37 @@ def full_tables(rows: list[dict]) -> str:
     return "\n\n".join(sections)
 
 
+SEG_LEGEND = ("Our segmentation post-processing (one fused bilinear + argmax launch) against transformers' "
+              "post_process_semantic_segmentation on the same logits (CUDA torch on a GPU; CPU torch in smoke "
+              "mode): differ = label pixels where the two disagree, of pixels. verdict: exact (none), WARN (at most "
+              f"{100 * SEG_FAIL_FRACTION:g}% of the pixels: reported, the check passes), FAIL (more: the bench part "
+              "fails). model: ours equal to the kernel's numpy model (reference_labels, the same arithmetic; first "
+              "image, batch-1 cases only; a difference fails the bench part).")
+
+
+def seg_labels(rows: list[dict]) -> str:
+    """One line per segmentation case: the label pixels where ours and transformers' differ and the verdict, and
+    ours against the kernel's numpy model; "" without seg rows."""
+    lines = []
+    for case, impls in _case_index(rows).items():
+        ours, peer = impls.get(FUSED, {}), impls.get(HF_OPS)
+        if ours.get("kind") != "seg":
+            continue
+        verdict = seg_verdict(peer)
+        if verdict == "-":
+            differ = pixels = pct = "-"
+            why = (f"transformers: {peer['status']}" if peer else "not compared") + (
+                f"; ours: {ours.get('status')}" if ours.get("status") != "ok" else "")
+        else:
+            differ, pixels = str(peer["labels_differ"]), str(peer["label_pixels"])
+            pct = f"{100 * _number(peer['labels_differ_frac']):.4g}%"
+            why = (peer.get("note") or "").split("; ")[0] if verdict != "exact" else ""
+        lines.append([case, pixels, differ, pct, verdict, ours.get("exact") or "-", why.replace("|", "/")])
+    if not lines:
+        return ""
+    return _table(["case", "pixels", "differ", "% differ", "verdict", "model", "note"], lines, right={1, 2, 3})
+
+
 def markdown(rows: list[dict], env: dict, parts: list[str], found: list[Target]) -> str:
     """The whole report: environment, parts, targets, headline, every row."""
     smoke = env.get("mode") == "smoke"
@@ -295,11 +367,13 @@ def markdown(rows: list[dict], env: dict, parts: list[str], found: list[Target])
     environment_table = _table(["", ""], [[key, str(env.get(key, ""))] for key in ("mode", "device",
                                                                                  *environment.FIELDS)])
     parts_block = "\n".join(f"    {line}" for line in parts) if parts else "    (no parts recorded)"
+    labels = seg_labels(rows)
     return "\n\n".join([
         title,
         environment_table,
         "## Parts\n\n" + parts_block,
         "## Targets\n\n" + targets_table(found, smoke),
+        *(["## Segmentation labels\n\n" + SEG_LEGEND + "\n\n" + labels] if labels else []),
         "## Headline\n\n" + HEADLINE_LEGEND + "\n\n" + headline(rows),
         "## All results\n\n" + full_tables(rows),
     ]) + "\n"

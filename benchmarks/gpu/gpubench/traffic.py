@@ -9,7 +9,10 @@ A call moves, at the least, every input byte it needs once and every output byte
   the plan's own geometry), so a crop that drops the sides of a wide image does not count its unread columns;
 - **Qwen2-VL patch rows**: of each image, the source rectangle its `smart_resize` reads (no crop: the whole image),
   and every patch-row element once (each pixel `temporal_patch_size` times, as the rows hold it);
-- **output**: every output element once, times the output item size (padding included).
+- **output**: every output element once, times the output item size (padding included);
+- **segmentation post-processing** (logits to labels): every logit once (the low-resolution `(B, C, h, w)`
+  logits, the logits' item size) and every int64 label once; never the upsampled logits, which a fused
+  implementation does not write and transformers' does (its extra traffic is its cost, not the work's).
 
 Intermediate buffers an implementation keeps (the resize's uint8 passes, a gather of separately allocated images
 into one buffer, torch's temporaries) are not counted: the figure is the effective bandwidth of the work, the same
@@ -70,6 +73,14 @@ def patch_rows_bytes(sizes: list[tuple[int, int]], config: dict, channels: int, 
         (y0, y1), (x0, x1) = ImageGeometry.identity((height, width)).resized((out_h, out_w), resample).source_rect()
         total += (y1 - y0) * (x1 - x0) * channels + out_h * out_w * channels * temporal * out_itemsize
     return total
+
+
+def segmentation_bytes(batch: int, classes: int, logits_size: tuple[int, int], target: tuple[int, int],
+                       logits_itemsize: int) -> int:
+    """Bytes moved by post-processing `(batch, classes, h, w)` logits of `logits_itemsize`-byte elements into int64
+    label maps of `target` (height, width): every logit read once, every label written once."""
+    (h, w), (out_h, out_w) = logits_size, target
+    return batch * (classes * h * w * logits_itemsize + out_h * out_w * 8)
 
 
 def gigabytes_per_second(nbytes: int, milliseconds: float) -> float:
