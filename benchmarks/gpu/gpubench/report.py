@@ -211,7 +211,8 @@ HEADLINE_LEGEND = ("ours ms: fused (triton) eager, into out= (e2e, qwen: host cl
                    "(of a device copy of the same bytes, same run; no copy in e2e and qwen): of the graph replay, "
                    "else of the eager call. vs X: X's median / ours eager, above 1 ours is faster. exact: "
                    "bit-identical to our numpy backend. seg (logits -> labels): exact is ours against the kernel's "
-                   "numpy model (32 classes of image 0 to 160x200), then the label pixels that differ from transformers' (HF ops) "
+                   "numpy model (32 classes of image 0 to 160x200), then the label pixels that differ from "
+                   "transformers' (HF ops) "
                    f"on the same logits: WARN up to {100 * SEG_FAIL_FRACTION:g}% of them, FAIL above (fails the "
                    "check). n/i: not installed; -: not run for this case.")
 
