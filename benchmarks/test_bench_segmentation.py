@@ -52,7 +52,10 @@ TARGET = (512, 512)
 # so the CPU cases stop at 4. The host-work case takes both.
 CASES = {"batch1": 1, "batch4": 4, "batch16": 16}
 CPU_CASES = ["batch1", "batch4"]
-IMPLEMENTATIONS = {"fused_imgproc": fi.SegformerImageProcessor(), "transformers": transformers.SegformerImageProcessorPil()}
+IMPLEMENTATIONS = {
+    "fused_imgproc": fi.SegformerImageProcessor(),
+    "transformers": transformers.SegformerImageProcessorPil(),
+}
 REFERENCE_REPEATS = 3
 
 

@@ -326,7 +326,9 @@ def _target_sizes(sizes, batch: int) -> list[tuple[int, int]]:
     try:
         count = len(sizes)
     except TypeError:
-        raise TypeError(f"target sizes must be a sequence of (height, width) pairs, got {type(sizes).__name__}") from None
+        raise TypeError(
+            f"target sizes must be a sequence of (height, width) pairs, got {type(sizes).__name__}"
+        ) from None
     if count != batch:
         raise ValueError(f"Make sure that you pass in as many target sizes as the batch dimension of the logits: got "
                          f"{count} target sizes for {batch} images")

@@ -248,7 +248,8 @@ def test_images_are_never_reduced():
 def test_positional_segmentation_maps_and_no_maps():
     ours, ref = fi.MobileNetV2ImageProcessor(), T.MobileNetV2ImageProcessorPil()
     image, labels = _photo(300, 400), _blocks(300, 400)
-    a, b = ours.preprocess(image, labels, return_tensors="np"), ref.preprocess(image, labels.copy(), return_tensors="np")
+    a = ours.preprocess(image, labels, return_tensors="np")
+    b = ref.preprocess(image, labels.copy(), return_tensors="np")
     _assert_same(a["labels"], b["labels"])
     a, b = ours(image, return_tensors="np"), ref(image, return_tensors="np")
     assert list(a.keys()) == list(b.keys()) == ["pixel_values"]

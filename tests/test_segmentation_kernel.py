@@ -76,8 +76,9 @@ def smooth_logits(rng, batch: int, classes: int, h: int, w: int, scale: float = 
     y, x = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
     out = np.zeros((batch, classes, h, w), np.float64)
     for k in range(3):
-        fy, fx, phase, amp = (rng.uniform(0, 3, (batch, classes, 1, 1)), rng.uniform(0, 3, (batch, classes, 1, 1)),
-                              rng.uniform(0, 2 * np.pi, (batch, classes, 1, 1)), rng.normal(0, 1, (batch, classes, 1, 1)))
+        shape = (batch, classes, 1, 1)
+        fy, fx = rng.uniform(0, 3, shape), rng.uniform(0, 3, shape)
+        phase, amp = rng.uniform(0, 2 * np.pi, shape), rng.normal(0, 1, shape)
         out += amp * np.cos(2 * np.pi * (fy * y + fx * x) + phase)
     out += rng.normal(0, 1, (batch, classes, 1, 1))
     return (scale * out).astype(np.float32)

@@ -111,7 +111,8 @@ class SemanticSegmentationMixin:
             if all(image.dtype == np.uint8 for image in prepared):
                 program = triton_backend.Program(plan, prepared, device=device, out_dtype=None, stack=False)
                 return [values[0].long() for values in program.run(prepared, None)]
-            # Wider integer maps that are not resized are copied as they are: on the host, then to the device.
+            # Maps of other dtypes (int32, uint16, int64, ...) take the numpy backend's path (the same plan, so the
+            # same labels), then move to the device.
             import torch
 
             outputs = numpy_backend.execute(plan, _on_host(prepared), stack=False)
@@ -161,8 +162,10 @@ class SemanticSegmentationMixin:
             return bilinear_argmax(logits, sizes)
         results = []
         for i, size in enumerate(sizes):
-            scores = torch.nn.functional.interpolate(logits[i][None], size=size, mode="bilinear", align_corners=False)[0]
-            results.append(_scored(scores.argmax(dim=0), scores) if return_segmentation_scores else scores.argmax(dim=0))
+            scores = torch.nn.functional.interpolate(logits[i][None], size=size, mode="bilinear",
+                                                     align_corners=False)[0]
+            labels = scores.argmax(dim=0)
+            results.append(_scored(labels, scores) if return_segmentation_scores else labels)
         return results
 
     def _fused_post_processing(self, logits) -> bool:
@@ -282,7 +285,8 @@ def _label_array(label_map):
             + (f" (a {label_map.mode} image)" if is_pil_image(label_map) else "")
         )
     dtype = str(array.dtype).removeprefix("torch.")
-    if dtype == "bool" or not (np.issubdtype(np.dtype(dtype), np.integer) or np.issubdtype(np.dtype(dtype), np.floating)):
+    kind = np.dtype(dtype)
+    if dtype == "bool" or not (np.issubdtype(kind, np.integer) or np.issubdtype(kind, np.floating)):
         raise TypeError(f"Segmentation maps must hold integer labels, got dtype {dtype}")
     return array
 
@@ -306,7 +310,7 @@ def _on_host(prepared: list) -> list:
     """`PreparedImage`s with their device tensors copied to the host."""
     from ..image_utils import PreparedImage
 
-    return [PreparedImage(array=image.tensor.cpu().numpy()) if image.tensor is not None else image for image in prepared]
+    return [image if image.tensor is None else PreparedImage(array=image.tensor.cpu().numpy()) for image in prepared]
 
 
 # --- families ---------------------------------------------------------------------------------------------------
