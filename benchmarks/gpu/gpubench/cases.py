@@ -109,7 +109,7 @@ def all_cases(profile: Profile) -> list[Case]:
     Within one output dtype and format the crop batches ascend, uniform before ragged: torch.compile's automatic
     dynamic shapes then recompile as little as they would in a user's program. The Qwen cases (a few seconds, most
     of it transformers' PIL processor) come after CLIP's, then the segmentation post-processing cases (a few
-    seconds, most of it the batch-1 check against the kernel's numpy model), before the crop kernel's."""
+    seconds), before the crop kernel's."""
     cases = [Case("e2e", 1, "host", "bf16", "NCHW"), Case("e2e", 1, "device", "bf16", "NCHW")]
     cases += [Case("clip", batch, "uniform", dtype, "NCHW") for batch in profile.clip_batches for dtype in DTYPE_NAMES]
     cases += [Case("qwen", 1, "host", "bf16", "rows"), Case("qwen", 1, "device", "bf16", "rows"),
