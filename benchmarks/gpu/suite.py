@@ -7,7 +7,7 @@ For every case of `gpubench.cases.all_cases` it times our Triton backend (eager,
 CUDA graphs: the kernels' time without the call's host work), a device-to-device copy of the same bytes (the
 bandwidth ceiling) and the peers of `gpubench.peers`, and checks our output bit for bit against our numpy
 backend. The segmentation post-processing cases (`seg`) instead time ours and transformers' post-processing of the
-same logits, count the label pixels where they differ, and check ours at batch 1 against the kernel's numpy model.
+same logits, count the label pixels where they differ, and check the kernel against its numpy model.
 Each result is appended, as it is measured, to DIR/gpu_bench_rows.jsonl (so a run killed at its time limit keeps
 what it measured), and the machine to DIR/gpu_env.json; check.py turns them into the CSV, markdown and PNG.
 
@@ -265,7 +265,7 @@ class Suite:
     # -- segmentation post-processing ---------------------------------------------------------------------------
     def _segmentation(self, index: int, case) -> None:
         """Ours and transformers' post-processing of the same logits, both timed on the device clock. Then, on the
-        first input set: at batch 1, ours against the kernel's numpy model (`exact`: must be equal, else a failure);
+        first input set: the kernel against its numpy model (`exact`: must be equal, else a failure; `_seg_model`);
         every label pixel of ours against transformers' (on the transformers row: `labels_differ`, of
         `label_pixels`; more than `cases.SEG_FAIL_FRACTION` of them fails, fewer warns)."""
         import torch
