@@ -129,3 +129,17 @@ def test_post_process_backend_choice():
         got = processor.post_process_semantic_segmentation(_Outputs(logits), [(11, 7)])
         expected = torch.nn.functional.interpolate(logits, size=(11, 7), mode="bilinear", align_corners=False)[0]
         assert torch.equal(got[0], expected.argmax(dim=0))
+
+
+def test_post_process_bad_target_sizes_on_the_kernel_path():
+    processor = fi.SegformerImageProcessor(backend="triton")
+    outputs = _Outputs(_smooth(2, 3, 4, 4, seed=2).to(DEVICE))
+    with pytest.raises(ValueError, match="as many target sizes as the batch dimension"):
+        processor.post_process_semantic_segmentation(outputs, target_sizes=[(8, 8)])
+    for sizes, error in [([(8, 0), (8, 8)], ValueError), ([(8,), (8, 8)], ValueError), ([(8.0, 8), (8, 8)], TypeError),
+                         ([(8, 8, 8), (8, 8)], ValueError), (torch.ones(2, 2), TypeError)]:
+        with pytest.raises(error):
+            processor.post_process_semantic_segmentation(outputs, target_sizes=sizes)
+    uniform = processor.post_process_semantic_segmentation(outputs, target_sizes=torch.tensor([[9, 7], [9, 7]]))
+    ragged = processor.post_process_semantic_segmentation(outputs, target_sizes=[(9, 7), (9, 8)])
+    assert torch.equal(uniform[0], ragged[0]) and tuple(ragged[1].shape) == (9, 8)

@@ -155,11 +155,11 @@ class SemanticSegmentationMixin:
             if return_segmentation_scores:
                 return [_scored(maps[i], logits[i]) for i in range(len(logits))]
             return [maps[i] for i in range(len(logits))]
-        sizes = _target_sizes(target_sizes, len(logits))
         if not return_segmentation_scores and self._fused_post_processing(logits):
             from .._kernels.segmentation import bilinear_argmax
 
-            return bilinear_argmax(logits, sizes)
+            return bilinear_argmax(logits, target_sizes)  # which checks the sizes as `_target_sizes` does
+        sizes = _target_sizes(target_sizes, len(logits))
         results = []
         for i, size in enumerate(sizes):
             scores = torch.nn.functional.interpolate(logits[i][None], size=size, mode="bilinear",
