@@ -67,8 +67,8 @@ def assert_equal_up_to_near_ties(labels: torch.Tensor, values: torch.Tensor, rar
     eps = torch.finfo(values.dtype).eps
     atol = 4 * eps * float(values.float().abs().max())
     assert torch.allclose(ours, theirs, rtol=4 * eps, atol=atol), (ours[:8], theirs[:8])
-    if rare and values.dtype == torch.float32:
-        assert float(differ.float().mean()) < 1e-3
+    if rare and values.dtype == torch.float32:  # a few pixels at most (tiny maps: a pixel is a large fraction)
+        assert int(differ.sum()) <= max(2, 1e-3 * differ.numel())
 
 
 def smooth_logits(rng, batch: int, classes: int, h: int, w: int, scale: float = 4.0) -> np.ndarray:
