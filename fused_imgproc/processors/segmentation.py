@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import BackendUnavailableError
 from ..backends import numpy as numpy_backend
 from ..batch import BatchFeature
 from ..geometry import ImageGeometry
@@ -170,8 +169,9 @@ class SemanticSegmentationMixin:
 
     def _fused_post_processing(self, logits) -> bool:
         """Whether the fused kernel post-processes `logits`: CUDA logits unless the backend is `"numpy"` (`"auto"`
-        without triton installed uses transformers' arithmetic); CPU logits only with `backend="triton"` under
-        `TRITON_INTERPRET=1` (the kernel through the interpreter, for tests)."""
+        without triton installed uses transformers' arithmetic; `"triton"` without it is `BackendUnavailableError`).
+        CPU logits take transformers' code (the same labels), except with `backend="triton"` under
+        `TRITON_INTERPRET=1`: the kernel through the interpreter, as the tests run it."""
         backend = BACKEND_ALIASES.get(self.backend, self.backend)
         if backend == "numpy" or str(logits.dtype) not in _KERNEL_DTYPES:  # float64: transformers' arithmetic
             return False
@@ -180,14 +180,7 @@ class SemanticSegmentationMixin:
                 return importlib.util.find_spec("triton") is not None
             _triton_backend()  # BackendUnavailableError without torch and triton
             return True
-        if backend == "triton":
-            if not _triton_backend().INTERPRETED:
-                raise BackendUnavailableError(
-                    "backend='triton' post-processes CUDA logits (or CPU ones under TRITON_INTERPRET=1); these are on "
-                    f"{logits.device}"
-                )
-            return True
-        return False
+        return backend == "triton" and _triton_backend().INTERPRETED
 
 
 def _scored(segmentation, scores) -> SemanticSegmentationPostProcessorOutput:
