@@ -269,6 +269,7 @@ def test_bad_label_maps(family):
         (PIL.Image.new("RGB", (12, 10)), ValueError, "one channel"),
         (good.astype(bool), TypeError, "integer labels"),
         (good.astype(np.complex64), TypeError, "integer labels"),
+        (torch.zeros(10, 12, dtype=torch.bfloat16), TypeError, "integer labels"),
         ("labels.png", TypeError, "segmentation_maps"),
         ([], ValueError, "empty"),
         (good.astype(np.int64) + 256, ValueError, "outside the range"),  # resized: must fit in uint8

@@ -28,6 +28,7 @@ from ..image_utils import (
     IMAGENET_STANDARD_STD,
     ChannelDimension,
     PILImageResampling,
+    PreparedImage,
     is_pil_image,
     is_torch_tensor,
     prepare_image,
@@ -37,8 +38,9 @@ from .base import BACKEND_ALIASES, BaseImageProcessor, _select_backend, _triton_
 from .vit import MobileNetV1ImageProcessor
 
 _LAST = ChannelDimension.LAST
-# transformers' reduce_label on uint8: 0 -> 255, 255 -> 255 (254 after the subtraction, put back), k -> k - 1.
+# The logits dtypes the fused kernel takes (named, so that deciding needs no kernel import).
 _KERNEL_DTYPES = ("torch.float32", "torch.float16", "torch.bfloat16")
+# transformers' reduce_label on uint8: 0 -> 255, 255 -> 255 (254 after the subtraction, put back), k -> k - 1.
 _REDUCE_LUT = np.concatenate([[255], np.arange(0, 254), [255]]).astype(np.uint8)
 
 
@@ -278,8 +280,11 @@ def _label_array(label_map):
             + (f" (a {label_map.mode} image)" if is_pil_image(label_map) else "")
         )
     dtype = str(array.dtype).removeprefix("torch.")
-    kind = np.dtype(dtype)
-    if dtype == "bool" or not (np.issubdtype(kind, np.integer) or np.issubdtype(kind, np.floating)):
+    try:
+        kind = np.dtype(dtype)
+    except TypeError:  # a torch dtype numpy does not have (bfloat16, ...)
+        kind = None
+    if kind is None or dtype == "bool" or not (np.issubdtype(kind, np.integer) or np.issubdtype(kind, np.floating)):
         raise TypeError(f"Segmentation maps must hold integer labels, got dtype {dtype}")
     return array
 
@@ -301,8 +306,6 @@ def _prepare_label_map(label_map, reduce: bool, device=None, resize_filter=None)
 
 def _on_host(prepared: list) -> list:
     """`PreparedImage`s with their device tensors copied to the host."""
-    from ..image_utils import PreparedImage
-
     return [image if image.tensor is None else PreparedImage(array=image.tensor.cpu().numpy()) for image in prepared]
 
 
@@ -326,10 +329,7 @@ class SegformerImageProcessor(SemanticSegmentationMixin, BaseImageProcessor):
     do_normalize = True
 
     def _geometry(self, image, settings) -> ImageGeometry:
-        geometry = ImageGeometry.identity((image.height, image.width))
-        if settings["do_resize"]:
-            geometry = self._resize_geometry(geometry, settings["size"], int(settings["resample"]))
-        return geometry
+        return super()._geometry(image, {**settings, "do_center_crop": False})
 
 
 class BeitImageProcessor(SemanticSegmentationMixin, BaseImageProcessor):
