@@ -350,7 +350,8 @@ def _target_sizes(sizes, batch: int) -> list[tuple[int, int]]:
     return result
 
 
-def bilinear_argmax(logits: torch.Tensor, sizes, *, arithmetic: TorchArithmetic | None = None) -> list[torch.Tensor]:
+def bilinear_argmax(logits: torch.Tensor, sizes, *, arithmetic: TorchArithmetic | None = None,
+                    upload=None) -> list[torch.Tensor]:
     """Per image i, `F.interpolate(logits[i][None], size=sizes[i], mode="bilinear", align_corners=False)[0]
     .argmax(dim=0)` as PyTorch on the logits' device computes it (module docstring), in one launch for the batch.
 
@@ -358,7 +359,9 @@ def bilinear_argmax(logits: torch.Tensor, sizes, *, arithmetic: TorchArithmetic 
     `TRITON_INTERPRET=1`); float64 is refused (TypeError). `sizes`: B (height, width) pairs of positive ints, or a
     (B, 2) integer tensor. `arithmetic`: the torch kernel to match: `TorchArithmetic.CUDA` for CUDA logits,
     `TorchArithmetic.current()` (this process's CPU torch) for CPU ones, by default.
-    Returns B int64 (H_i, W_i) label tensors on the logits' device, views into one flat buffer.
+    `upload(desc, device)`: the device copy of the (B, DESC_FIELDS) int64 numpy descriptor table (by default a plain
+    copy; fused_imgproc passes its cache of pinned, asynchronous uploads, so that a repeated call neither copies nor
+    synchronises). Returns B int64 (H_i, W_i) label tensors on the logits' device, views into one flat buffer.
     """
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
@@ -389,7 +392,8 @@ def bilinear_argmax(logits: torch.Tensor, sizes, *, arithmetic: TorchArithmetic 
     if total:
         rows = [[start, h, w, int(arithmetic.channels_last_path(channels, (h, w), channels_last_input))]
                 for start, (h, w) in zip(starts, sizes)]
-        desc = torch.tensor(rows, dtype=torch.int64).to(logits.device, non_blocking=True)
+        desc = np.array(rows, dtype=np.int64)
+        desc = upload(desc, logits.device) if upload is not None else torch.from_numpy(desc).to(logits.device)
         block, num_warps = _block_size(max(pixels))
         tiles = -(-max(pixels) // block)
         if batch * tiles > INT32_MAX:

@@ -147,3 +147,19 @@ def test_post_process_bad_target_sizes_on_the_kernel_path():
     uniform = processor.post_process_semantic_segmentation(outputs, target_sizes=torch.tensor([[9, 7], [9, 7]]))
     ragged = processor.post_process_semantic_segmentation(outputs, target_sizes=[(9, 7), (9, 8)])
     assert torch.equal(uniform[0], ragged[0]) and tuple(ragged[1].shape) == (9, 8)
+
+
+def test_post_process_uploads_its_descriptor_table_once_per_set_of_sizes(monkeypatch):
+    """A repeated call (a server's steady state) finds its descriptor table on the device: no copy, no sync."""
+    from fused_imgproc.backends import staging
+
+    uploads = []
+    real = staging.upload_array
+    monkeypatch.setattr(staging, "upload_array", lambda *a, **k: (uploads.append(1), real(*a, **k))[1])
+    processor = fi.SegformerImageProcessor(backend="triton")
+    outputs = _Outputs(_smooth(2, 3, 4, 4, seed=3).to(DEVICE))
+    first = processor.post_process_semantic_segmentation(outputs, target_sizes=[(13, 11), (6, 5)])
+    again = processor.post_process_semantic_segmentation(outputs, target_sizes=[(13, 11), (6, 5)])
+    assert len(uploads) == 1 and all(torch.equal(a, b) for a, b in zip(first, again))
+    processor.post_process_semantic_segmentation(outputs, target_sizes=[(13, 11), (6, 6)])
+    assert len(uploads) == 2

@@ -159,7 +159,8 @@ class SemanticSegmentationMixin:
         if not return_segmentation_scores and self._fused_post_processing(logits):
             from .._kernels.segmentation import bilinear_argmax
 
-            return bilinear_argmax(logits, target_sizes)  # which checks the sizes as `_target_sizes` does
+            # It checks the sizes as `_target_sizes` does; its descriptor table is uploaded once per set of sizes.
+            return bilinear_argmax(logits, target_sizes, upload=_cached_upload)
         sizes = _target_sizes(target_sizes, len(logits))
         results = []
         for i, size in enumerate(sizes):
@@ -183,6 +184,14 @@ class SemanticSegmentationMixin:
             _triton_backend()  # BackendUnavailableError without torch and triton
             return True
         return backend == "triton" and _triton_backend().INTERPRETED
+
+
+def _cached_upload(desc: np.ndarray, device):
+    """The device copy of a kernel descriptor table, from the backends' cache of small device tensors (one pinned,
+    asynchronous upload per distinct table; none on a repeated call, and none during CUDA-graph capture)."""
+    from ..backends import staging
+
+    return staging.DESCRIPTORS.get((device, "segmentation", desc.tobytes()), lambda: staging.upload_array(desc, device))
 
 
 def _scored(segmentation, scores) -> SemanticSegmentationPostProcessorOutput:
