@@ -1,4 +1,5 @@
-"""Shared by the benchmark modules (not a test module): whether the host-work cases can run here, and a plain timer.
+"""Shared by the benchmark modules (not a test module): whether the host-work cases can run here, a plain timer, and
+the same-run ratio against transformers.
 
 The host-work cases run the Triton backend under Triton's interpreter on CPU tensors with the kernel launches
 stubbed out, so that what they time is the host work of a GPU call. They need torch and triton, no GPU (a GPU
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import statistics
 import time
 
 
@@ -33,3 +35,18 @@ def seconds(fn, repeats: int) -> list[float]:
         fn()
         times.append(time.perf_counter() - start)
     return times
+
+
+def record_ratio(benchmark, reference_call, repeats: int) -> None:
+    """Times `reference_call` (transformers) `repeats` times right after `benchmark`'s case (ours) and records both
+    medians in ms, `ratio_vs_transformers_pil` (its median / ours: above 1 ours is faster) and `ratio_of_minimums`
+    (noise only adds time: on a shared machine the steadier one) in `benchmark.extra_info`. Nothing under
+    `--benchmark-disable`."""
+    if benchmark.stats is None:
+        return
+    stats = benchmark.stats.stats
+    reference = seconds(reference_call, repeats)
+    benchmark.extra_info["median_ms"] = round(stats.median * 1e3, 2)
+    benchmark.extra_info["transformers_pil_median_ms"] = round(statistics.median(reference) * 1e3, 2)
+    benchmark.extra_info["ratio_vs_transformers_pil"] = round(statistics.median(reference) / stats.median, 2)
+    benchmark.extra_info["ratio_of_minimums"] = round(min(reference) / stats.min, 2)

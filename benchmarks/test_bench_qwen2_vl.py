@@ -34,7 +34,7 @@ try:
 except ImportError:
     torch = None
 from copy_floor import median_copy_seconds
-from host_mode import host_skip_reason, seconds
+from host_mode import host_skip_reason, record_ratio
 
 HOST_SKIP = host_skip_reason(torch)
 
@@ -100,14 +100,8 @@ def test_qwen2_vl_cpu(benchmark, reference_outputs, case, impl):
     expected_values, expected_grid = reference_outputs[case]
     assert pixel_values.dtype == expected_values.dtype and np.array_equal(pixel_values, expected_values)
     assert grid_thw.dtype == expected_grid.dtype and np.array_equal(grid_thw, expected_grid)
-    if impl == "fused_imgproc" and benchmark.stats is not None:  # not under --benchmark-disable
-        stats = benchmark.stats.stats
-        reference = seconds(lambda: _outputs(IMPLEMENTATIONS["transformers"], images), REFERENCE_REPEATS)
-        benchmark.extra_info["median_ms"] = round(stats.median * 1e3, 2)
-        benchmark.extra_info["transformers_pil_median_ms"] = round(float(np.median(reference)) * 1e3, 2)
-        benchmark.extra_info["ratio_vs_transformers_pil"] = round(float(np.median(reference)) / stats.median, 2)
-        # Noise only adds time: the ratio of the minimums is the steadier one on a shared machine.
-        benchmark.extra_info["ratio_of_minimums"] = round(min(reference) / stats.min, 2)
+    if impl == "fused_imgproc":
+        record_ratio(benchmark, lambda: _outputs(IMPLEMENTATIONS["transformers"], images), REFERENCE_REPEATS)
 
 
 # Host work of the Triton path (launches stubbed), as in test_bench_host.py.

@@ -18,14 +18,13 @@ the equality checks only make sure a speed is never that of a wrong answer.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
 
-from host_mode import host_skip_reason, seconds
+from host_mode import host_skip_reason, record_ratio
 
 HOST_SKIP = host_skip_reason(torch)
 
@@ -81,13 +80,8 @@ def test_post_process_cpu(benchmark, logits, reference_labels, case, impl):
     labels = benchmark.pedantic(lambda: _labels(processor, outputs), rounds=3 if case == "batch1" else 1,
                                 iterations=1)
     assert all(torch.equal(a, b) for a, b in zip(labels, reference_labels[case], strict=True))
-    if impl == "fused_imgproc" and benchmark.stats is not None:
-        stats = benchmark.stats.stats
-        reference = seconds(lambda: _labels(IMPLEMENTATIONS["transformers"], outputs), REFERENCE_REPEATS)
-        benchmark.extra_info["median_ms"] = round(stats.median * 1e3, 1)
-        benchmark.extra_info["transformers_pil_median_ms"] = round(float(np.median(reference)) * 1e3, 1)
-        benchmark.extra_info["ratio_vs_transformers_pil"] = round(float(np.median(reference)) / stats.median, 2)
-        benchmark.extra_info["ratio_of_minimums"] = round(min(reference) / stats.min, 2)
+    if impl == "fused_imgproc":
+        record_ratio(benchmark, lambda: _labels(IMPLEMENTATIONS["transformers"], outputs), REFERENCE_REPEATS)
 
 
 @pytest.mark.skipif(HOST_SKIP is not None, reason=HOST_SKIP or "")
