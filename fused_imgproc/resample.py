@@ -1,6 +1,6 @@
 """Pillow's 8-bit resampling, as data: the per-axis coefficient tables and the pass order (docs/BEHAVIOUR.md section 7).
 
-The GPU resize executes these tables; this module computes them exactly as Pillow's `Resample.c` does
+The GPU resize and the CPU resampler (`_native.c`) execute these tables; this module computes them exactly as Pillow's `Resample.c` does
 (`precompute_coeffs` in float64, then `normalize_coeffs_8bpc` to 22-bit fixed point) and also has a numpy
 evaluation of one pass (`resample_axis`), which the tests use to check the tables against `PIL.Image.resize`.
 

@@ -1,9 +1,12 @@
-"""The numpy backend: executes a `BatchPlan` with Pillow (resize) and one table gather per channel.
+"""The numpy backend: executes a `BatchPlan` with the CPU resampler (or Pillow) and one table gather per channel.
 
-Per image it makes at most these passes over pixel data: Pillow's resize (reading a PIL input in place, or the
-caller's uint8 array through one `Image.fromarray` copy), then a gather `out[c] = table[c][pixels[..., c]]`
-straight into the image's slot of the preallocated batch output. Images run on a thread pool: Pillow's resize
-and numpy's take release the GIL, so a batch uses every core.
+Per image it makes at most these passes over pixel data. L and RGB images with one of Pillow's six resize filters
+go through the compiled resampler (`backends.native`): only the rows and columns the crop keeps, its last pass
+writing `out[c] = table[c][pixel]` straight into the image's slot of the preallocated batch output. Other images
+(RGBA/LA, other PIL modes, the MKS filters), and every image when the extension is not built, take Pillow's resize
+(reading a PIL input in place, or the caller's uint8 array through one `Image.fromarray` copy) and then a gather
+per channel. Images run on a thread pool and one image's resize is split over it: the resampler, Pillow's resize and
+numpy's take release the GIL, so a batch, and one large image, use every core.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ..image_utils import PreparedImage
 from ..plan import INTEGRAL, RAW, UNIT_FLOAT, BatchPlan, ImagePlan, PatchLayout
 from ..plan import PIL as PIL_SOURCE
 from ..resample import passes
+from . import native
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
@@ -54,6 +58,12 @@ def resized_pixels(image: PreparedImage, item: ImagePlan, parts: int = 1) -> np.
     """The image after the plan's resize, as (H, W, C): uint8 for every source but RAW. `parts > 1` spreads a large
     resize over that many threads of the pool (`_banded_resize`); only a caller that is not a pool thread may ask."""
     geometry = item.geometry
+    if item.source != RAW and native.usable(item, image):
+        pixels = native.packed(_native_source(image, item))
+        oh, ow = geometry.resize_hw
+        out = np.empty((oh, ow, pixels.shape[2]), dtype=np.uint8)
+        native.resize(pixels, (oh, ow), geometry.resample, ((0, oh), (0, ow)), out, None, parts, _pool())
+        return out
     pixels = source_pixels(image, item)
     if isinstance(pixels, PIL.Image.Image):
         if geometry.resample is not None:
@@ -65,6 +75,12 @@ def resized_pixels(image: PreparedImage, item: ImagePlan, parts: int = 1) -> np.
         pixels = _resize(pil, geometry.resize_hw, geometry.resample, parts)
     pixels = np.asarray(pixels) if isinstance(pixels, PIL.Image.Image) else pixels
     return pixels[..., None] if pixels.ndim == 2 else pixels
+
+
+def _native_source(image: PreparedImage, item: ImagePlan) -> np.ndarray:
+    """The uint8 pixels the CPU resampler reads: a PIL image's, read out of Pillow, or the source array."""
+    pixels = source_pixels(image, item)
+    return np.asarray(pixels) if isinstance(pixels, PIL.Image.Image) else pixels
 
 
 # Pillow's convolution filters: a resize is a horizontal pass (each row alone) and a vertical pass (each column
@@ -148,6 +164,9 @@ def _write_image(plan: BatchPlan, item: ImagePlan, image: PreparedImage, out: np
                  parts: int = 1) -> None:
     """Writes one image into `out`, its slot of the result in the plan's layout. `parts > 1`: the caller is not a pool
     thread and may spread this image's work over that many threads."""
+    if not isinstance(plan.layout, PatchLayout) and item.source != RAW and native.usable(item, image):
+        _write_resized_window(plan, item, image, out, out_dtype, parts)
+        return
     pixels = resized_pixels(image, item, parts)
     if isinstance(plan.layout, PatchLayout):
         _write_patches(plan, item, pixels, out, out_dtype, parts)
@@ -172,6 +191,21 @@ def _write_image(plan: BatchPlan, item: ImagePlan, image: PreparedImage, out: np
         if y1 > y0:
             # mode="wrap" skips the bounds-check buffering; uint8 indices are always in [0, 256).
             np.take(table[c], window[..., c], out=target[oy0:oy1, ox0:ox1], mode="wrap")
+
+
+def _write_resized_window(plan: BatchPlan, item: ImagePlan, image: PreparedImage, out: np.ndarray, out_dtype,
+                          parts: int) -> None:
+    """`_write_image` through the CPU resampler: the crop window resized and mapped through the value table by its
+    last pass, straight into `out`; the padding around it is the table's value of 0."""
+    (y0, y1), (x0, x1), (oy0, oy1), (ox0, ox1) = item.geometry.source_window()
+    table = _output_table(plan, item, out, out_dtype)
+    planes = out if plan.layout.channels_first else out.transpose(2, 0, 1)
+    for c in range(item.channels):
+        _fill_border(planes[c], table[c, 0], oy0, oy1, ox0, ox1)
+    if oy1 > oy0:
+        pixels = native.packed(_native_source(image, item))
+        native.resize(pixels, item.geometry.resize_hw, item.geometry.resample, ((y0, y1), (x0, x1)),
+                      planes[:, oy0:oy1, ox0:ox1], np.ascontiguousarray(table), parts, _pool())
 
 
 def _output_table(plan: BatchPlan, item: ImagePlan, out: np.ndarray, out_dtype) -> np.ndarray:
