@@ -1,8 +1,8 @@
 """Pillow's 8-bit resampling, as data: the per-axis coefficient tables and the pass order (docs/BEHAVIOUR.md section 7).
 
-The GPU resize and the CPU resampler (`_native.c`) execute these tables; this module computes them exactly as Pillow's `Resample.c` does
-(`precompute_coeffs` in float64, then `normalize_coeffs_8bpc` to 22-bit fixed point) and also has a numpy
-evaluation of one pass (`resample_axis`), which the tests use to check the tables against `PIL.Image.resize`.
+The GPU resize and the CPU resampler (`_native.c`) execute these tables; this module computes them exactly as
+Pillow's `Resample.c` does (`precompute_coeffs` in float64, then `normalize_coeffs_8bpc` to 22-bit fixed point)
+and also has a numpy evaluation of one pass (`resample_axis`), which the tests use to check the tables against `PIL.Image.resize`.
 
 One pass along an axis, for output index `j` and every position `i` of the other axis:
     out[i, j] = clip((2**21 + sum_k coef[j, k] * in[i, first[j] + k]) >> 22, 0, 255)    (k < count[j])

@@ -16,6 +16,7 @@ transformers.logging.set_verbosity_error()
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 import fused_imgproc as fi
+from fused_imgproc.backends import native
 from fused_imgproc.backends import numpy as numpy_backend
 from fused_imgproc.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from fused_imgproc.processors.auto import image_processor_class_for
@@ -275,7 +276,7 @@ def test_bad_configs_raise_when_built(kwargs, error, match):
         fi.Qwen2VLImageProcessor(**kwargs)
 
 
-# --- the numpy backend's banded resize (one large image on every core) -----------------------------------------------
+# --- the numpy backend's banded Pillow resize (one large image on every core, without the CPU resampler) ------------
 
 @pytest.mark.parametrize("resample", [LANCZOS, BILINEAR, BICUBIC, BOX, HAMMING])
 def test_banded_resize_equals_pillow(resample):
@@ -295,9 +296,10 @@ def test_banded_resize_equals_pillow(resample):
             assert got.shape == expected.shape and np.array_equal(got, expected), (h, w, oh, ow, mode, parts)
 
 
-def test_one_large_image_takes_the_banded_path(monkeypatch):
+def test_one_large_image_takes_the_banded_path_without_the_cpu_resampler(monkeypatch):
     calls = []
     banded = numpy_backend._banded_resize
+    monkeypatch.setattr(native, "module", lambda: None)  # as where the extension is not built
     monkeypatch.setattr(numpy_backend, "WORKERS", 2)
     monkeypatch.setattr(numpy_backend, "_banded_resize", lambda *a: calls.append(a[1:]) or banded(*a))
     ours, ref = _pair(QWEN2_VL_7B)
