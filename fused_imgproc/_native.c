@@ -7,16 +7,19 @@
  *     out = clip((2**21 + sum_k coef[k] * in[first + k]) >> 22, 0, 255)      (32-bit int, as Pillow's `int ss`)
  *
  * so a value does not depend on which other values are computed, or in which order the integer sum is added up
- * (no partial sum leaves int32 for Pillow's coefficients: |sum| <= 255 * sum |coef| < 2**31). The coefficient
- * tables are fused_imgproc.resample.axis_coefficients', the same the GPU resize executes.
+ * (the total fits int32 for Pillow's coefficients, |sum| <= 255 * sum |coef| < 2**31, and partial sums that
+ * wrap at 32 bits still give it exactly). The coefficient tables are fused_imgproc.resample.axis_coefficients',
+ * the same the GPU resize executes.
  *
  * The result is written through an optional value table: out[c, y, x] = table[c, value] (`itemsize` bytes each),
  * which is the numpy backend's rescale + normalize + cast, fused into the last pass; without a table the uint8
  * values themselves are written. The caller splits an image into bands and runs them on its threads: the GIL is
  * released while a band runs.
  *
- * x86-64 gets SSE4.1 (one RGB pixel per vector: 3 channels + 1 spare lane) and AVX2 (two pixels) versions of the
- * horizontal pass and an AVX2 build of the vertical pass, chosen at import from the CPU; other CPUs run portable C.
+ * x86-64 gets SSE4.1 (one RGB pixel per vector: 3 channels + 1 spare lane) and AVX2 (two rows at a time, four taps
+ * per step in 16-bit multiplies of a split coefficient: hrow_avx2_rows) versions of the horizontal pass and an
+ * AVX2 build of the vertical pass, chosen at import from the CPU (`kernels()`, `use()`); other CPUs run portable C.
+ * Every version gives the same bits.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -169,8 +172,9 @@ __attribute__((target("sse4.1"))) static void hrow_sse41(const uint8_t *row, Py_
 }
 
 /* 3 channels, two taps per step: 8 bytes from pixel t spread to lanes (R G B - R G B -) of pixels t and t + 1. */
-__attribute__((target("avx2"))) static void hrow_avx2(const uint8_t *row, Py_ssize_t w, Py_ssize_t shift, int channels,
-                                                      const Axis *a, Py_ssize_t j0, Py_ssize_t j1, uint8_t *out) {
+__attribute__((target("avx2"))) static void hrow_avx2_one(const uint8_t *row, Py_ssize_t w, Py_ssize_t shift,
+                                                          int channels, const Axis *a, Py_ssize_t j0, Py_ssize_t j1,
+                                                          uint8_t *out) {
     if (channels != 3) {
         hrow_sse41(row, w, shift, channels, a, j0, j1, out);
         return;
@@ -201,8 +205,131 @@ __attribute__((target("avx2"))) static void hrow_avx2(const uint8_t *row, Py_ssi
 }
 #endif
 
+/* The horizontal pass over `nrows` rows: row r at src + r * src_stride, its outputs at out + r * out_stride.
+ * `pd` is the band's padded table (pad_axis). */
+typedef struct {
+    const int32_t *first, *coef; /* first[j - j0], coef[(j - j0) * K + t]: K taps each, zeros around the real ones */
+    int K;
+    const int16_t *vec; /* for hrow_avx2_rows, or NULL (expand_avx2) */
+} Padded;
+
+typedef void (*hrows_fn)(const uint8_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int, const Axis *,
+                         const Padded *, Py_ssize_t, Py_ssize_t, uint8_t *, Py_ssize_t);
+
+#define ROWS_OF(one)                                                                                                   \
+    static void one##_rows(const uint8_t *src, Py_ssize_t src_stride, Py_ssize_t nrows, Py_ssize_t w,                \
+                           Py_ssize_t shift, int channels, const Axis *a, const Padded *pd, Py_ssize_t j0,           \
+                           Py_ssize_t j1, uint8_t *out, Py_ssize_t out_stride) {                                      \
+        (void)pd;                                                                                                      \
+        for (Py_ssize_t r = 0; r < nrows; r++)                                                                         \
+            one(src + r * src_stride, w, shift, channels, a, j0, j1, out + r * out_stride);                           \
+    }
+ROWS_OF(hrow_portable)
+#ifdef FI_X86
+ROWS_OF(hrow_sse41)
+
+/* RGB with the padded table, four taps per step, in 16-bit multiplies: each coefficient is split as
+ * c = hi * 2**11 + lo (0 <= lo < 2**11, |hi| < 2**12), so pixel * c = (pixel * hi) << 11 + pixel * lo, and
+ * vpmaddwd sums two taps' 16-bit products per lane. Every lane wraps at 32 bits, so the total equals the int32 sum
+ * of the other kernels (which does not overflow) whatever the order. Lanes: (R0 R1 G0 G1 B0 B1 - -) of taps t, t+1
+ * in the low half, t+2, t+3 in the high half; `pd->vec` holds the matching (lo, hi) coefficient vectors of each
+ * group of four taps. Every output has K taps (the same loop for all: no unpredictable exits); two rows share
+ * the coefficients. An output whose last 16-byte load would pass the row's end takes hrow_avx2_one. */
+__attribute__((target("avx2"))) static void hrow_avx2_rows(const uint8_t *src, Py_ssize_t src_stride, Py_ssize_t nrows,
+                                                           Py_ssize_t w, Py_ssize_t shift, int channels, const Axis *a,
+                                                           const Padded *pd, Py_ssize_t j0, Py_ssize_t j1, uint8_t *out,
+                                                           Py_ssize_t out_stride) {
+    if (channels != 3 || pd->vec == NULL) {
+        if (channels == 3) {
+            for (Py_ssize_t r = 0; r < nrows; r++)
+                hrow_avx2_one(src + r * src_stride, w, shift, 3, a, j0, j1, out + r * out_stride);
+        } else {
+            hrow_sse41_rows(src, src_stride, nrows, w, shift, channels, a, pd, j0, j1, out, out_stride);
+        }
+        return;
+    }
+    const __m256i spread = _mm256_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1,  /* taps t, t+1 */
+                                            6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1); /* t+2, t+3 */
+    const __m128i half = _mm_set1_epi32(HALF);
+    const int K = pd->K, groups = K / 4;
+    for (Py_ssize_t r = 0; r < nrows; r += 2) {
+        const int two = r + 1 < nrows;
+        const uint8_t *s0 = src + r * src_stride, *s1 = two ? s0 + src_stride : s0;
+        uint8_t *o0 = out + r * out_stride, *o1 = o0 + out_stride;
+        for (Py_ssize_t j = j0; j < j1; j++, o0 += 3, o1 += 3) {
+            Py_ssize_t f = pd->first[j - j0] - shift;
+            if (f + K + 2 > w) { /* the row's end: the exact-length loads */
+                hrow_avx2_one(s0, w, shift, 3, a, j, j + 1, o0);
+                if (two) hrow_avx2_one(s1, w, shift, 3, a, j, j + 1, o1);
+                continue;
+            }
+            const __m256i *k = (const __m256i *)pd->vec + (j - j0) * groups * 2;
+            const uint8_t *p0 = s0 + f * 3, *p1 = s1 + f * 3;
+            __m256i lo0 = _mm256_setzero_si256(), hi0 = lo0, lo1 = lo0, hi1 = lo0;
+            for (int g = 0; g < groups; g++, p0 += 12, p1 += 12) {
+                __m256i klo = _mm256_load_si256(k + 2 * g), khi = _mm256_load_si256(k + 2 * g + 1);
+                __m256i x0 = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p0)), spread);
+                __m256i x1 = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p1)), spread);
+                lo0 = _mm256_add_epi32(lo0, _mm256_madd_epi16(x0, klo));
+                hi0 = _mm256_add_epi32(hi0, _mm256_madd_epi16(x0, khi));
+                lo1 = _mm256_add_epi32(lo1, _mm256_madd_epi16(x1, klo));
+                hi1 = _mm256_add_epi32(hi1, _mm256_madd_epi16(x1, khi));
+            }
+            __m256i t0 = _mm256_add_epi32(lo0, _mm256_slli_epi32(hi0, 11));
+            __m256i t1 = _mm256_add_epi32(lo1, _mm256_slli_epi32(hi1, 11));
+            store_rgb(o0, _mm_add_epi32(half, _mm_add_epi32(_mm256_castsi256_si128(t0), _mm256_extracti128_si256(t0, 1))));
+            if (two)
+                store_rgb(o1, _mm_add_epi32(half, _mm_add_epi32(_mm256_castsi256_si128(t1), _mm256_extracti128_si256(t1, 1))));
+        }
+    }
+}
+
+/* hrow_avx2_rows' coefficient vectors: per output, per group of four taps, the 16 int16 lanes of `lo` then `hi`. */
+static void expand_avx2(const Padded *pd, Py_ssize_t n, int16_t *vec) {
+    const int groups = pd->K / 4;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        const int32_t *c = pd->coef + j * pd->K;
+        for (int g = 0; g < groups; g++, vec += 32) {
+            memset(vec, 0, 32 * sizeof(int16_t));
+            for (int half = 0; half < 2; half++) {
+                for (int tap = 0; tap < 2; tap++) {
+                    int32_t v = c[4 * g + 2 * half + tap];
+                    for (int ch = 0; ch < 3; ch++) {
+                        vec[8 * half + 2 * ch + tap] = (int16_t)(v & 2047);    /* lo */
+                        vec[16 + 8 * half + 2 * ch + tap] = (int16_t)(v >> 11); /* hi */
+                    }
+                }
+            }
+        }
+    }
+}
+#endif
+
+/* Pads the table of outputs [j0, j1) to K taps each, K = their largest count rounded up to 4's multiple unless that passes
+ * the readable inputs [in_lo, in_hi): each output's window moves left where it would pass in_hi, its coefficients
+ * shifted with it, zeros elsewhere. The sums are unchanged (zero terms). */
+static void pad_axis(const Axis *a, Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t in_lo, Py_ssize_t in_hi,
+                     int32_t *first, int32_t *coef, int K) {
+    for (Py_ssize_t j = j0; j < j1; j++) {
+        Py_ssize_t f = a->first[j], fp = f < in_hi - K ? f : in_hi - K;
+        if (fp < in_lo) fp = in_lo;
+        int32_t *c = coef + (j - j0) * K;
+        memset(c, 0, (size_t)K * sizeof(int32_t));
+        memcpy(c + (f - fp), a->coef + j * a->ksize, (size_t)a->count[j] * sizeof(int32_t));
+        first[j - j0] = (int32_t)fp;
+    }
+}
+
+static int padded_taps(const Axis *a, Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t in_lo, Py_ssize_t in_hi) {
+    int K = 1;
+    for (Py_ssize_t j = j0; j < j1; j++)
+        if (a->count[j] > K) K = a->count[j];
+    int K4 = (K + 3) & ~3; /* a multiple of 4 when the readable inputs leave room (hrow_avx2_rows) */
+    return K4 <= in_hi - in_lo ? K4 : K;
+}
+
 static vrow_fn vrow = vrow_portable;
-static hrow_fn hrow = hrow_portable;
+static hrows_fn hrows = hrow_portable_rows;
 static const char *isa = "portable";
 
 /* ---- one band ------------------------------------------------------------------------------------------------- */
@@ -339,45 +466,69 @@ static int run_band(const Band *b) {
             mid_rows = hi - lo;
         }
     }
-    size_t mid_bytes = ((size_t)(mid_rows * mid_w * C) + 63) & ~(size_t)63;
-    size_t row_bytes = ((size_t)rowbytes + 63) & ~(size_t)63;
+    /* the horizontal pass reads source columns [in_lo, in_hi): the middle image's in vertical-first order */
+    Py_ssize_t in_lo = b->has_v && b->vertical_first ? lo : 0, in_hi = b->has_v && b->vertical_first ? hi : b->src_w;
+    int K = b->has_h ? padded_taps(&b->h, b->x0, b->x1, in_lo, in_hi) : 0;
+#define ALIGNED(n) ((((size_t)(n)) + 63) & ~(size_t)63)
+    size_t mid_bytes = ALIGNED(mid_rows * mid_w * C), lines_bytes = ALIGNED(2 * rowbytes);
+    size_t pad_bytes = ALIGNED(width * sizeof(int32_t)) + ALIGNED((size_t)width * K * sizeof(int32_t));
+    int vectors = 0;
+#ifdef FI_X86
+    vectors = hrows == hrow_avx2_rows && C == 3 && K % 4 == 0;
+#endif
+    size_t vec_bytes = vectors ? ALIGNED((size_t)width * (K / 4) * 32 * sizeof(int16_t)) : 0;
     Scratch *own = scratch_mine();
-    uint8_t *mem = own ? scratch_get(own, mid_bytes + row_bytes + VCHUNK * sizeof(int32_t)) : NULL;
+    uint8_t *mem = own ? scratch_get(own, vec_bytes + mid_bytes + lines_bytes + pad_bytes + VCHUNK * sizeof(int32_t))
+                       : NULL;
     if (mem == NULL) {
         if (own) scratch_done(own);
         return -1;
     }
-    uint8_t *mid = mem, *line = mem + mid_bytes;
-    int32_t *acc = (int32_t *)(line + row_bytes);
+    int16_t *vec = (int16_t *)mem; /* first: 64-byte aligned for the 32-byte vector loads */
+    uint8_t *mid = mem + vec_bytes, *lines = mid + mid_bytes;
+    int32_t *pad_first = (int32_t *)(lines + lines_bytes);
+    int32_t *pad_coef = pad_first + ALIGNED(width * sizeof(int32_t)) / sizeof(int32_t);
+    int32_t *acc = pad_coef + ALIGNED((size_t)width * K * sizeof(int32_t)) / sizeof(int32_t);
+#undef ALIGNED
+    Padded pd = {pad_first, pad_coef, K, NULL};
+    if (b->has_h) pad_axis(&b->h, b->x0, b->x1, in_lo, in_hi, pad_first, pad_coef, K);
+#ifdef FI_X86
+    if (vectors) {
+        expand_avx2(&pd, width, vec);
+        pd.vec = vec;
+    }
+#endif
 
     if (b->has_h && b->has_v && !b->vertical_first) {
         /* horizontal first: source rows lo..hi to the band's columns, then each output row from those */
-        for (Py_ssize_t r = lo; r < hi; r++)
-            hrow(b->src + r * b->src_stride, b->src_w, 0, C, &b->h, b->x0, b->x1, mid + (r - lo) * rowbytes);
+        hrows(b->src + lo * b->src_stride, b->src_stride, hi - lo, b->src_w, 0, C, &b->h, &pd, b->x0, b->x1, mid,
+              rowbytes);
         for (Py_ssize_t y = b->y0; y < b->y1; y++) {
-            vrow(mid, rowbytes, b->v.coef + y * b->v.ksize, b->v.first[y] - lo, b->v.count[y], rowbytes, line, acc);
-            emit(b, y - b->y0, line);
-        }
-    } else if (b->has_h && b->has_v) {
-        /* vertical first: the band's rows over source columns lo..hi, then each row to the band's columns */
-        Py_ssize_t mid_rowbytes = mid_w * C;
-        for (Py_ssize_t y = b->y0; y < b->y1; y++)
-            vrow(b->src + lo * C, b->src_stride, b->v.coef + y * b->v.ksize, b->v.first[y], b->v.count[y], mid_rowbytes,
-                 mid + (y - b->y0) * mid_rowbytes, acc);
-        for (Py_ssize_t y = b->y0; y < b->y1; y++) {
-            hrow(mid + (y - b->y0) * mid_rowbytes, mid_w, lo, C, &b->h, b->x0, b->x1, line);
-            emit(b, y - b->y0, line);
+            vrow(mid, rowbytes, b->v.coef + y * b->v.ksize, b->v.first[y] - lo, b->v.count[y], rowbytes, lines, acc);
+            emit(b, y - b->y0, lines);
         }
     } else if (b->has_h) {
-        for (Py_ssize_t y = b->y0; y < b->y1; y++) {
-            hrow(b->src + y * b->src_stride, b->src_w, 0, C, &b->h, b->x0, b->x1, line);
-            emit(b, y - b->y0, line);
+        /* vertical first: the band's rows over source columns lo..hi, then two rows at a time to the band's
+         * columns; or the horizontal pass alone, on the source rows */
+        const uint8_t *rows = b->src + b->y0 * b->src_stride;
+        Py_ssize_t stride = b->src_stride, w = b->src_w;
+        if (b->has_v) {
+            Py_ssize_t mid_rowbytes = mid_w * C;
+            for (Py_ssize_t y = b->y0; y < b->y1; y++)
+                vrow(b->src + lo * C, b->src_stride, b->v.coef + y * b->v.ksize, b->v.first[y], b->v.count[y],
+                     mid_rowbytes, mid + (y - b->y0) * mid_rowbytes, acc);
+            rows = mid, stride = mid_rowbytes, w = mid_w;
+        }
+        for (Py_ssize_t y = b->y0; y < b->y1; y += 2) {
+            Py_ssize_t n = b->y1 - y < 2 ? b->y1 - y : 2;
+            hrows(rows + (y - b->y0) * stride, stride, n, w, in_lo, C, &b->h, &pd, b->x0, b->x1, lines, rowbytes);
+            for (Py_ssize_t r = 0; r < n; r++) emit(b, y + r - b->y0, lines + r * rowbytes);
         }
     } else if (b->has_v) {
         for (Py_ssize_t y = b->y0; y < b->y1; y++) {
             vrow(b->src + b->x0 * C, b->src_stride, b->v.coef + y * b->v.ksize, b->v.first[y], b->v.count[y], rowbytes,
-                 line, acc);
-            emit(b, y - b->y0, line);
+                 lines, acc);
+            emit(b, y - b->y0, lines);
         }
     } else {
         for (Py_ssize_t y = b->y0; y < b->y1; y++) emit(b, y - b->y0, b->src + y * b->src_stride + b->x0 * C);
@@ -539,17 +690,17 @@ done_src:
 /* The kernels this CPU can run, best first; `use` picks one (the tests run each). */
 static int isa_choose(const char *name) {
     if (strcmp(name, "portable") == 0) {
-        vrow = vrow_portable, hrow = hrow_portable, isa = "portable";
+        vrow = vrow_portable, hrows = hrow_portable_rows, isa = "portable";
         return 0;
     }
 #ifdef FI_X86
     __builtin_cpu_init();
     if (strcmp(name, "sse4.1") == 0 && __builtin_cpu_supports("sse4.1")) {
-        vrow = vrow_portable, hrow = hrow_sse41, isa = "sse4.1";
+        vrow = vrow_portable, hrows = hrow_sse41_rows, isa = "sse4.1";
         return 0;
     }
     if (strcmp(name, "avx2") == 0 && __builtin_cpu_supports("avx2")) {
-        vrow = vrow_avx2, hrow = hrow_avx2, isa = "avx2";
+        vrow = vrow_avx2, hrows = hrow_avx2_rows, isa = "avx2";
         return 0;
     }
 #endif

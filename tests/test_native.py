@@ -8,6 +8,7 @@ and layout; bad arguments; and the numpy backend's results with and without the 
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -223,9 +224,10 @@ def test_pipeline_equals_the_pillow_path(monkeypatch, index):
 
 @needs_native
 def test_one_image_is_split_over_the_pool(monkeypatch):
-    """One 480x640 image under the CLIP config: two bands on two threads, each cutting the first pass's output
-    (horizontal first here: bands of columns), covering the crop window once."""
-    calls = []
+    """One 480x640 image under the CLIP config on two threads: three bands per thread, cutting the first pass's
+    output (horizontal first here: bands of columns), covering the crop window once, taken by the caller and a pool
+    thread (which takes none if it wakes after the caller has done them all)."""
+    calls, submitted = [], []
     real = NATIVE.resize
 
     class Spy:
@@ -233,12 +235,18 @@ def test_one_image_is_split_over_the_pool(monkeypatch):
             calls.append((threading.current_thread().name, args[4:8]))
             return real(*args)
 
+    pool = numpy_backend._pool()
     monkeypatch.setattr(native, "module", lambda: Spy())
     monkeypatch.setattr(numpy_backend, "WORKERS", 2)
+    monkeypatch.setattr(pool, "submit", lambda *a: submitted.append(a) or type(pool).submit(pool, *a))
     image = np.random.default_rng(3).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     got = fi.CLIPImageProcessor()(image, return_tensors="np").pixel_values
-    assert sorted(window for _, window in calls) == [(0, 224, 37, 149), (0, 224, 149, 261)]
-    assert len({name for name, _ in calls}) == 2
+    windows = sorted(window for _, window in calls)
+    assert len(windows) == 2 * native.CHUNKS_PER_PART and len(submitted) == 1
+    assert all((y0, y1) == (0, 224) for y0, y1, _, _ in windows)
+    assert windows[0][2] == 37 and windows[-1][3] == 261  # the crop's columns of the 298, each once
+    assert all(before[3] == after[2] for before, after in itertools.pairwise(windows))
+    assert {name for name, _ in calls} <= {threading.main_thread().name} | {t.name for t in pool._threads}
     monkeypatch.setattr(native, "module", lambda: None)
     assert np.array_equal(got, fi.CLIPImageProcessor()(image, return_tensors="np").pixel_values)
 

@@ -18,12 +18,14 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import threading
 
 import numpy as np
 
 from ..resample import GPU_FILTERS, axis_coefficients, passes
 
 SPLIT_WORK = 1 << 15  # pixels written by both passes above which one image is split over the pool's threads
+CHUNKS_PER_PART = 3  # bands per thread of a split image
 
 
 @functools.cache
@@ -88,7 +90,6 @@ def resize(pixels: np.ndarray, resize_hw, resample: int, window, dst: np.ndarray
     start, stop = (x0, x1) if columns else (y0, y1)
     work = (h + y1 - y0) * (x1 - x0)  # at most, the pixels both passes write
     parts = max(1, min(parts, stop - start, work // SPLIT_WORK))
-    edges = [start + (stop - start) * k // parts for k in range(parts + 1)]
 
     def band(a: int, b: int) -> None:
         if columns:
@@ -98,10 +99,31 @@ def resize(pixels: np.ndarray, resize_hw, resample: int, window, dst: np.ndarray
             part = dst[a - y0 : b - y0] if table is None else dst[:, a - y0 : b - y0]
             native.resize(pixels, htable, vtable, vertical_first, a, b, x0, x1, part, table)
 
-    spans = list(itertools.pairwise(edges))
-    futures = [pool.submit(band, a, b) for a, b in spans[1:]] if parts > 1 else []
-    try:
-        band(*spans[0])
-    finally:
-        for future in futures:
-            future.result()
+    if parts == 1:
+        band(start, stop)
+        return
+    # CHUNKS_PER_PART chunks per thread, taken in turn by whichever thread is free: a pool thread that wakes late
+    # (tens to hundreds of microseconds on a busy machine) takes fewer, and the caller never waits for one that
+    # has not started.
+    chunks = min(stop - start, parts * CHUNKS_PER_PART)
+    edges = [start + (stop - start) * k // chunks for k in range(chunks + 1)]
+    spans = iter(list(itertools.pairwise(edges)))  # a list iterator's next() is atomic under the GIL
+    lock, finished, left, errors = threading.Lock(), threading.Event(), [chunks], []
+
+    def drain() -> None:
+        for span in spans:
+            try:
+                band(*span)
+            except BaseException as error:  # noqa: BLE001 (re-raised in the caller)
+                errors.append(error)
+            with lock:
+                left[0] -= 1
+                if left[0] == 0:
+                    finished.set()
+
+    for _ in range(parts - 1):
+        pool.submit(drain)
+    drain()
+    finished.wait()
+    if errors:
+        raise errors[0]
