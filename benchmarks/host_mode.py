@@ -37,16 +37,17 @@ def seconds(fn, repeats: int) -> list[float]:
     return times
 
 
-def record_ratio(benchmark, reference_call, repeats: int) -> None:
-    """Times `reference_call` (transformers) `repeats` times right after `benchmark`'s case (ours) and records both
-    medians in ms, `ratio_vs_transformers_pil` (its median / ours: above 1 ours is faster) and `ratio_of_minimums`
-    (noise only adds time: on a shared machine the steadier one) in `benchmark.extra_info`. Nothing under
-    `--benchmark-disable`."""
+def record_ratio(benchmark, reference_call, repeats: int, name: str = "transformers_pil") -> None:
+    """Times `reference_call` (transformers' `name` processor) `repeats` times right after `benchmark`'s case (ours)
+    and records both medians in ms, `ratio_vs_<name>` (its median / ours: above 1 ours is faster) and
+    `ratio_of_minimums[_vs_<name>]` (noise only adds time: on a shared machine the steadier one) in
+    `benchmark.extra_info`. Nothing under `--benchmark-disable`."""
     if benchmark.stats is None:
         return
     stats = benchmark.stats.stats
     reference = seconds(reference_call, repeats)
+    minimums = "ratio_of_minimums" if name == "transformers_pil" else f"ratio_of_minimums_vs_{name}"
     benchmark.extra_info["median_ms"] = round(stats.median * 1e3, 2)
-    benchmark.extra_info["transformers_pil_median_ms"] = round(statistics.median(reference) * 1e3, 2)
-    benchmark.extra_info["ratio_vs_transformers_pil"] = round(statistics.median(reference) / stats.median, 2)
-    benchmark.extra_info["ratio_of_minimums"] = round(min(reference) / stats.min, 2)
+    benchmark.extra_info[f"{name}_median_ms"] = round(statistics.median(reference) * 1e3, 2)
+    benchmark.extra_info[f"ratio_vs_{name}"] = round(statistics.median(reference) / stats.median, 2)
+    benchmark.extra_info[minimums] = round(min(reference) / stats.min, 2)
