@@ -76,8 +76,9 @@ def resize(pixels: np.ndarray, resize_hw, resample: int, window, dst: np.ndarray
         dst: without `table`, the (y1 - y0, x1 - x0, C) uint8 window; with it, the (C, y1 - y0, x1 - x0) output
             `dst[c] = table[c][pixel]`, any strides (a channels-last output passes a transposed view).
         table: the (C, 256) C-contiguous value table in the output's dtype (int16 bit patterns for bfloat16).
-        parts, pool: split the window into up to `parts` bands, all but the first run on `pool` (a caller that is
-            not one of its threads). Bands cut the first pass's output axis, so no value is computed twice.
+        parts, pool: spread a large window over up to `parts` threads: the caller and `parts - 1` tasks on `pool`
+            (the caller must not be one of its threads) take its `CHUNKS_PER_PART * parts` bands in turn. Bands
+            cut the first pass's output axis, so no value is computed twice.
     """
     native = module()
     (h, w), (oh, ow) = pixels.shape[:2], tuple(resize_hw)

@@ -56,7 +56,8 @@ def source_pixels(image: PreparedImage, item: ImagePlan):
 
 def resized_pixels(image: PreparedImage, item: ImagePlan, parts: int = 1) -> np.ndarray:
     """The image after the plan's resize, as (H, W, C): uint8 for every source but RAW. `parts > 1` spreads a large
-    resize over that many threads of the pool (`_banded_resize`); only a caller that is not a pool thread may ask."""
+    resize over that many threads of the pool (the CPU resampler's bands, or `_banded_resize` through Pillow); only a
+    caller that is not a pool thread may ask."""
     geometry = item.geometry
     if item.source != RAW and native.usable(item, image):
         pixels = native.packed(_native_source(image, item))
