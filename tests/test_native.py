@@ -281,8 +281,10 @@ def test_import_leaves_the_extension_unloaded_and_the_environment_turns_it_off()
         "assert 'fused_imgproc._native' not in sys.modules\n"
         "from fused_imgproc.backends import native\n"
         "print(native.module() is None)\n"
+        "print(native.describe())\n"
     )
-    for value, off in (("1", "False"), ("0", "True")):
+    for value, off, text in (("1", "False", f"CPU resampler, {NATIVE.kernels()} kernels"),
+                             ("0", "True", "Pillow's resize: the CPU resampler is off, FUSED_IMGPROC_NATIVE=0")):
         env = dict(os.environ, FUSED_IMGPROC_NATIVE=value)
         result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        assert result.stdout.strip() == off
+        assert result.stdout.splitlines() == [off, text]

@@ -9,8 +9,8 @@ releases the GIL.
 
 It is used for L and RGB images (uint8 arrays, or PIL images read out with `np.asarray`) and the six filters Pillow
 resizes in two separable passes or by nearest neighbour. Pillow keeps RGBA/LA (premultiplied alpha), other PIL
-modes and its MKS filters. `FUSED_IMGPROC_NATIVE=0` in the environment (read at import) turns it off; so does a
-build without a C compiler (the extension is optional).
+modes and its MKS filters. `FUSED_IMGPROC_NATIVE=0` in the environment (read once, at the first resize) turns it
+off; so does a build without a C compiler (the extension is optional).
 """
 
 from __future__ import annotations
@@ -38,6 +38,15 @@ def module():
     except ImportError:
         return None
     return _native
+
+
+def describe() -> str:
+    """How the numpy backend resizes here, for `fused-imgproc info` and the `preprocess` summary."""
+    if module() is not None:
+        return f"CPU resampler, {module().kernels()} kernels"
+    if os.environ.get("FUSED_IMGPROC_NATIVE", "1") == "0":
+        return "Pillow's resize: the CPU resampler is off, FUSED_IMGPROC_NATIVE=0"
+    return "Pillow's resize: the CPU resampler was not built, no C compiler at install?"
 
 
 def usable(item, image) -> bool:

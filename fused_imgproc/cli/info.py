@@ -7,6 +7,7 @@ import platform
 from pathlib import Path
 
 from .. import __version__
+from ..backends import native
 from .common import triton_status, version_of
 from .files import SAMPLES_DIR, sample_paths
 
@@ -26,7 +27,7 @@ def info_command(args) -> int:
         print(f"{name + ':':17s}{version_of(name)}")
     _, triton_text, gpu = triton_status()
     print("backends:")
-    print("  numpy:  available (CPU)")
+    print(f"  numpy:  available (CPU; {native.describe()})")
     print(f"  triton: {triton_text}")
     print(f"GPU: {gpu or 'none'}")
     print(f"samples: {SAMPLES_DIR} ({len(sample_paths())} images)")

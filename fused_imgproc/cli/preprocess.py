@@ -8,7 +8,7 @@ import time
 import numpy as np
 import PIL.Image
 
-from ..backends import BackendUnavailableError
+from ..backends import BackendUnavailableError, native
 from .common import PROG, CLIError, describe_error, device_name, positive_int, to_numpy
 from .decode import DEFAULT_MAX_DECODED_MIB, DEFAULT_MAX_PIXELS, decoded_batches, pillow_bomb_check_off
 from .files import OUTPUT_FORMATS, SAMPLES_DIR, OutputWriter, sample_paths
@@ -243,7 +243,8 @@ def _preprocess(args, inputs: list[str], writer: OutputWriter) -> int:
     print(f"preprocessed {len(done)} image(s) -> {args.out} ({size / 2**20:.1f} MiB)")
     print(f"pixel_values: shape {shape}, dtype {args.dtype}, range [{low:.4f}, {high:.4f}]")
     print(f"config: {config_text}")
-    print(f"backend: {run.backend} on {args.device}, batch size {args.batch_size}")
+    resizer = f" ({native.describe()})" if run.backend == "numpy" else ""
+    print(f"backend: {run.backend} on {args.device}{resizer}, batch size {args.batch_size}")
     print(f"time: {elapsed:.2f} s total, {elapsed / len(done) * 1e3:.2f} ms per image "
           f"({run.seconds / len(done) * 1e3:.2f} ms in the processor)")
     if skipped:
