@@ -10,7 +10,9 @@ Every comparison is bitwise: dtype, shape and the values viewed as integers (so 
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -200,3 +202,28 @@ def test_triton_backend_threads_give_the_serial_results(triton_mode):
     serial = [run(k, "triton") for k in range(len(calls))]
     assert serial == reference
     assert _run_threads(lambda k: run(k, "triton"), len(calls), threads=4) == serial
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_its_own_pool():
+    """After the pool has threads, a forked child (multiprocessing, datasets' num_proc, pre-forking servers) has
+    none of them: a batch there must still run (it used to wait forever on the inherited pool)."""
+    processor = fi.CLIPImageProcessor()
+    images = [np.random.default_rng(k).integers(0, 256, (100 + k, 120, 3), dtype=np.uint8) for k in range(4)]
+    expected = processor(images, return_tensors="np").pixel_values  # the pool and its threads exist now
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 when the batch ran and matched
+        try:
+            os._exit(0 if np.array_equal(processor(images, return_tensors="np").pixel_values, expected) else 1)
+        finally:
+            os._exit(2)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child's batch did not finish in 60 s")

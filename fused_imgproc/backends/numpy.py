@@ -41,6 +41,17 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+def _forget_pool_after_fork() -> None:
+    """In a forked child (multiprocessing, `datasets.map(num_proc=...)`, a pre-forking server) the parent's pool
+    threads do not exist: work queued to the inherited executor would never run. The child makes its own pool."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def source_pixels(image: PreparedImage, item: ImagePlan):
     """The image as it enters the resize: the PIL image itself, or an (H, W, C) array (uint8 for every source
     but RAW; transformers quantizes float/integral images to uint8 whenever it resizes, even to the same size)."""
