@@ -244,3 +244,16 @@ def test_shards_equal_one_process(local_ray, folder, tmp_path):
     with pytest.raises(ValueError, match="no input files"):
         preprocess_to_shards([], tmp_path / "none", processor)
 
+
+
+def test_readme_scaling_out_examples_run(local_ray, tmp_path, monkeypatch, offline_cache):
+    """The README's "Scaling out" examples, as written (all but the GPU one), in this process's Ray cluster."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Scaling out", 1)[1].split("\n## ", 1)[0]
+    blocks = [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+    runnable = [block for block in blocks if '"cuda"' not in block]
+    assert len(blocks) == 3 and len(runnable) == 2
+    monkeypatch.chdir(tmp_path)
+    for block in runnable:
+        exec(compile(block, "README.md", "exec"), {"__name__": "readme_example"})  # noqa: S102 (our README)
+    assert (tmp_path / "build" / "shards" / SHARD_INDEX).is_file()

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
+from ..backends import numpy as numpy_backend
 from ..image_utils import is_torch_tensor, load_image
 
 
@@ -113,6 +114,10 @@ def images_of(column) -> list | np.ndarray:
     a list with paths and bytes decoded."""
     if isinstance(column, np.ndarray) and column.dtype != object and column.dtype.kind not in "USV":
         return column  # (N, H, W, C) or (N, C, H, W): one batch
+    encoded = sum(isinstance(value, (str, np.str_, os.PathLike, bytes, bytearray, memoryview, np.bytes_, dict))
+                  for value in column)
+    if encoded > 1 and not numpy_backend._on_pool_thread():  # decode on every core (Pillow releases the GIL)
+        return list(numpy_backend._pool().map(_image, column))
     return [_image(value) for value in column]
 
 

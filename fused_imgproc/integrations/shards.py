@@ -48,8 +48,9 @@ def preprocess_to_shards(paths, out_dir, processor, *, workers: int = 2, batch_s
     order; `worker` is the process id of the actor that wrote the shard).
 
     Args:
-        paths: the image files (or URLs), in output order.
-        out_dir: the output folder (created).
+        paths: the image files (or URLs), in output order. Relative paths are made absolute here: on a cluster,
+            every actor must reach them (shared storage).
+        out_dir: the output folder (created; also written by the actors, so shared storage on a cluster).
         processor: a fused_imgproc processor (pickled to each actor) or a config path / Hub repo id (loaded by each).
         workers: the actor pool's size. Uses the running Ray cluster, or starts a local one.
         batch_size: rows per batch, so per shard (the last may have fewer).
@@ -66,10 +67,11 @@ def preprocess_to_shards(paths, out_dir, processor, *, workers: int = 2, batch_s
         raise ImportError('preprocess_to_shards needs Ray: pip install "fused-imgproc[ray]"') from error
     if workers < 1 or batch_size < 1:
         raise ValueError(f"workers and batch_size must be >= 1, got {workers} and {batch_size}")
-    paths = [os.fspath(path) for path in paths]
+    # absolute: the actors do not share the driver's working directory (on a cluster, use shared storage)
+    paths = [path if "://" in path else os.path.abspath(path) for path in map(os.fspath, paths)]
     if not paths:
         raise ValueError("no input files")
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     items = ray.data.from_items([{"index": i, "path": path} for i, path in enumerate(paths)])
     written = items.map_batches(
