@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +91,13 @@ def test_patch_rows_are_one_block_per_image():
         assert isinstance(out["pixel_values"], list) == isinstance(column, list)
         assert np.array_equal(np.concatenate(list(out["pixel_values"])), expected["pixel_values"])
         assert np.array_equal(out["image_grid_thw"], expected["image_grid_thw"])
+
+
+def test_importing_the_integrations_imports_neither_ray_nor_datasets():
+    code = ("import sys, fused_imgproc.integrations\n"
+            "print(sorted(m for m in ('ray', 'datasets', 'pyarrow') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_bad_use_raises():
@@ -227,8 +236,10 @@ def test_ray_triton_backend_under_the_interpreter(local_ray):
 
 def test_shards_equal_one_process(local_ray, folder, tmp_path):
     processor = fi.CLIPImageProcessor()
-    index = preprocess_to_shards(folder, tmp_path / "out", processor, workers=2, batch_size=5)
-    assert index["rows"] == len(folder) and [shard["rows"] for shard in index["shards"]] == [5, 5, 2]
+    index = preprocess_to_shards(folder, tmp_path / "out", processor, workers=2, batch_size=2)
+    assert index["rows"] == len(folder) and [shard["rows"] for shard in index["shards"]] == [2] * 6
+    # both actors wrote shards (Ray Data starts the pool's 2 actors before it hands out the 6 batches)
+    assert len({shard["worker"] for shard in index["shards"]}) == 2
     assert sorted(os.listdir(tmp_path / "out")) == sorted([SHARD_INDEX] + [s["path"] for s in index["shards"]])
     data = read_shards(tmp_path / "out")
     assert list(data["path"]) == folder and list(data["index"]) == list(range(len(folder)))
