@@ -100,6 +100,24 @@ def test_importing_the_integrations_imports_neither_ray_nor_datasets():
     assert result.stdout.strip() == "[]"
 
 
+def test_a_device_result_comes_back_to_the_host():
+    """With `device="cuda"` the processor is asked for torch tensors (its numpy output needs a CPU result) and the
+    columns are copied to the host as numpy (a stand-in processor records the call: no GPU here)."""
+    torch = pytest.importorskip("torch")
+    calls = []
+
+    class OnDevice:
+        def preprocess(self, images, **kwargs):
+            calls.append(kwargs)
+            return {"pixel_values": torch.ones((len(images), 3, 4, 4), dtype=torch.float16)}
+
+        __call__ = preprocess
+
+    out = BatchPreprocessor(OnDevice(), dtype="float16", device="cuda")({"image": [np.zeros((8, 8, 3), np.uint8)] * 2})
+    assert calls == [{"return_tensors": "pt", "dtype": "float16", "device": "cuda"}]
+    assert isinstance(out["pixel_values"], np.ndarray) and out["pixel_values"].dtype == np.float16
+
+
 def test_bad_use_raises():
     processor = fi.CLIPImageProcessor()
     with pytest.raises(KeyError, match="no column 'image'"):

@@ -75,7 +75,10 @@ class BatchPreprocessor:
         column = batch[self.image_column]
         images = images_of(column)
         count = len(column)
-        result = self.processor(images, return_tensors=self.return_tensors, dtype=self.dtype, **self.call_kwargs)
+        # a device result comes back as torch tensors (return_tensors="np" needs a CPU result), copied below
+        on_device = str(self.call_kwargs.get("device") or "cpu") != "cpu"
+        tensors = "pt" if on_device else self.return_tensors
+        result = self.processor(images, return_tensors=tensors, dtype=self.dtype, **self.call_kwargs)
         out = {key: value for key, value in batch.items() if key != self.image_column or self.keep_image_column}
         out.update(self._rows(result, count, as_list=not isinstance(column, np.ndarray)))
         return out
