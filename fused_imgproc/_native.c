@@ -93,9 +93,6 @@ __attribute__((target("avx2"))) static void vrow_avx2(const uint8_t *base, Py_ss
 /* ---- the horizontal pass: output columns [j0, j1) of one row of `w` pixels --------------------------------------- */
 /* `shift` is the column of `row[0]` in the axis' input (the band's first source column); out is packed. */
 
-typedef void (*hrow_fn)(const uint8_t *, Py_ssize_t, Py_ssize_t, int, const Axis *, Py_ssize_t, Py_ssize_t,
-                        uint8_t *);
-
 static void hrow_portable(const uint8_t *row, Py_ssize_t w, Py_ssize_t shift, int channels, const Axis *a,
                           Py_ssize_t j0, Py_ssize_t j1, uint8_t *out) {
     (void)w;
@@ -305,6 +302,7 @@ static void expand_avx2(const Padded *pd, Py_ssize_t n, int16_t *vec) {
 }
 #endif
 
+#ifdef FI_X86
 /* Pads the table of outputs [j0, j1) to K taps each, K = their largest count rounded up to 4's multiple unless that passes
  * the readable inputs [in_lo, in_hi): each output's window moves left where it would pass in_hi, its coefficients
  * shifted with it, zeros elsewhere. The sums are unchanged (zero terms). */
@@ -327,6 +325,7 @@ static int padded_taps(const Axis *a, Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t i
     int K4 = (K + 3) & ~3; /* a multiple of 4 when the readable inputs leave room (hrow_avx2_rows) */
     return K4 <= in_hi - in_lo ? K4 : K;
 }
+#endif
 
 static vrow_fn vrow = vrow_portable;
 static hrows_fn hrows = hrow_portable_rows;
@@ -467,35 +466,40 @@ static int run_band(const Band *b) {
         }
     }
     /* the horizontal pass reads source columns [in_lo, in_hi): the middle image's in vertical-first order */
-    Py_ssize_t in_lo = b->has_v && b->vertical_first ? lo : 0, in_hi = b->has_v && b->vertical_first ? hi : b->src_w;
-    int K = b->has_h ? padded_taps(&b->h, b->x0, b->x1, in_lo, in_hi) : 0;
+    Py_ssize_t in_lo = b->has_v && b->vertical_first ? lo : 0;
+    /* hrow_avx2_rows' padded table and coefficient vectors (for RGB with a tap count that is a multiple of 4) */
+    int K = 0, vectors = 0;
+#ifdef FI_X86
+    Py_ssize_t in_hi = b->has_v && b->vertical_first ? hi : b->src_w;
+    if (b->has_h && C == 3 && hrows == hrow_avx2_rows) {
+        K = padded_taps(&b->h, b->x0, b->x1, in_lo, in_hi);
+        vectors = K % 4 == 0;
+    }
+#endif
 #define ALIGNED(n) ((((size_t)(n)) + 63) & ~(size_t)63)
     size_t mid_bytes = ALIGNED(mid_rows * mid_w * C), lines_bytes = ALIGNED(2 * rowbytes);
-    size_t pad_bytes = ALIGNED(width * sizeof(int32_t)) + ALIGNED((size_t)width * K * sizeof(int32_t));
-    int vectors = 0;
-#ifdef FI_X86
-    vectors = hrows == hrow_avx2_rows && C == 3 && K % 4 == 0;
-#endif
+    size_t first_bytes = vectors ? ALIGNED(width * sizeof(int32_t)) : 0;
+    size_t coef_bytes = vectors ? ALIGNED((size_t)width * K * sizeof(int32_t)) : 0;
     size_t vec_bytes = vectors ? ALIGNED((size_t)width * (K / 4) * 32 * sizeof(int16_t)) : 0;
+#undef ALIGNED
     Scratch *own = scratch_mine();
-    uint8_t *mem = own ? scratch_get(own, vec_bytes + mid_bytes + lines_bytes + pad_bytes + VCHUNK * sizeof(int32_t))
+    uint8_t *mem = own ? scratch_get(own, vec_bytes + mid_bytes + lines_bytes + first_bytes + coef_bytes +
+                                              VCHUNK * sizeof(int32_t))
                        : NULL;
     if (mem == NULL) {
         if (own) scratch_done(own);
         return -1;
     }
-    int16_t *vec = (int16_t *)mem; /* first: 64-byte aligned for the 32-byte vector loads */
-    uint8_t *mid = mem + vec_bytes, *lines = mid + mid_bytes;
+    uint8_t *mid = mem + vec_bytes, *lines = mid + mid_bytes; /* the vectors first: 64-byte aligned */
     int32_t *pad_first = (int32_t *)(lines + lines_bytes);
-    int32_t *pad_coef = pad_first + ALIGNED(width * sizeof(int32_t)) / sizeof(int32_t);
-    int32_t *acc = pad_coef + ALIGNED((size_t)width * K * sizeof(int32_t)) / sizeof(int32_t);
-#undef ALIGNED
+    int32_t *pad_coef = (int32_t *)((uint8_t *)pad_first + first_bytes);
+    int32_t *acc = (int32_t *)((uint8_t *)pad_coef + coef_bytes);
     Padded pd = {pad_first, pad_coef, K, NULL};
-    if (b->has_h) pad_axis(&b->h, b->x0, b->x1, in_lo, in_hi, pad_first, pad_coef, K);
 #ifdef FI_X86
     if (vectors) {
-        expand_avx2(&pd, width, vec);
-        pd.vec = vec;
+        pad_axis(&b->h, b->x0, b->x1, in_lo, in_hi, pad_first, pad_coef, K);
+        expand_avx2(&pd, width, (int16_t *)mem);
+        pd.vec = (int16_t *)mem;
     }
 #endif
 

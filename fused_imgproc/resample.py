@@ -167,6 +167,16 @@ def passes(in_hw: tuple[int, int], out_hw: tuple[int, int]) -> list[int]:
     return axes
 
 
+def table_resize(item, image) -> bool:
+    """Whether the plan's resize of `image` (its `ImagePlan` `item`, its `PreparedImage`) is exactly these tables'
+    passes, which the GPU resize and the CPU resampler run: one of `GPU_FILTERS`, on an L or RGB image. Pillow
+    resizes RGBA and LA with premultiplied alpha and has no tables for its MKS filters: those stay Pillow's."""
+    resample = item.geometry.resample
+    if resample is None or resample not in GPU_FILTERS or item.channels not in (1, 3):
+        return False
+    return image.pil is None or image.pil.mode in ("L", "RGB")
+
+
 def resample_axis(image: np.ndarray, coefficients: AxisCoefficients, axis: int) -> np.ndarray:
     """One pass of Pillow's 8-bit resampling along `axis` of an (H, W, C) uint8 array, in numpy (int64 sums)."""
     moved = np.moveaxis(image, axis, 0).astype(np.int64)  # (in, other, C)

@@ -20,7 +20,7 @@ import numpy as np
 from .._kernels import resample as RK
 from ..image_utils import PreparedImage
 from ..plan import ImagePlan
-from ..resample import GPU_FILTERS, AxisCoefficients, axis_coefficients, passes
+from ..resample import AxisCoefficients, axis_coefficients, passes, table_resize
 
 
 def on_gpu(item: ImagePlan, image: PreparedImage) -> bool:
@@ -29,12 +29,9 @@ def on_gpu(item: ImagePlan, image: PreparedImage) -> bool:
     Pillow resizes RGBA and LA images with premultiplied alpha: those, and filters without a GPU version (MKS2013,
     MKS2021), take the host path.
     """
-    geometry = item.geometry
-    if geometry.resample is None or geometry.resample not in GPU_FILTERS or item.channels not in (1, 3):
+    if not table_resize(item, image):
         return False
-    if image.pil is not None and image.pil.mode not in ("L", "RGB"):
-        return False
-    (y0, y1), _, _, _ = geometry.source_window()
+    (y0, y1), _, _, _ = item.geometry.source_window()
     return y1 > y0
 
 

@@ -22,7 +22,7 @@ import threading
 
 import numpy as np
 
-from ..resample import GPU_FILTERS, axis_coefficients, passes
+from ..resample import axis_coefficients, passes, table_resize
 
 SPLIT_WORK = 1 << 15  # pixels written by both passes above which one image is split over the pool's threads
 CHUNKS_PER_PART = 3  # bands per thread of a split image
@@ -50,14 +50,9 @@ def describe() -> str:
 
 
 def usable(item, image) -> bool:
-    """Whether the image's resize runs here: an L or RGB uint8 image, a filter Pillow runs as two separable passes
-    or nearest neighbour, and the extension built."""
-    geometry = item.geometry
-    if geometry.resample is None or geometry.resample not in GPU_FILTERS or item.channels not in (1, 3):
-        return False
-    if image.pil is not None and image.pil.mode not in ("L", "RGB"):
-        return False
-    return module() is not None
+    """Whether the image's resize runs here: the plan resizes it with the coefficient tables
+    (`resample.table_resize`: L or RGB, one of the six filters) and the extension is built."""
+    return table_resize(item, image) and module() is not None
 
 
 def packed(pixels: np.ndarray) -> np.ndarray:
@@ -69,8 +64,8 @@ def packed(pixels: np.ndarray) -> np.ndarray:
     return pixels
 
 
-@functools.lru_cache(maxsize=1024)
-def _tables(in_size: int, out_size: int, resample: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _arrays(in_size: int, out_size: int, resample: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The axis' (first, count, coef) tables (`resample.axis_coefficients`, cached there) as the extension takes them."""
     table = axis_coefficients(in_size, out_size, resample)
     return table.first, table.count, table.coef
 
@@ -92,8 +87,8 @@ def resize(pixels: np.ndarray, resize_hw, resample: int, window, dst: np.ndarray
     native = module()
     (h, w), (oh, ow) = pixels.shape[:2], tuple(resize_hw)
     axes = passes((h, w), (oh, ow))
-    htable = _tables(w, ow, resample) if 1 in axes else None
-    vtable = _tables(h, oh, resample) if 0 in axes else None
+    htable = _arrays(w, ow, resample) if 1 in axes else None
+    vtable = _arrays(h, oh, resample) if 0 in axes else None
     vertical_first = axes == [0, 1]
     (y0, y1), (x0, x1) = window
     columns = axes == [1, 0]  # horizontal first: bands of columns (each band's first pass is its own)

@@ -70,8 +70,8 @@ def resized_pixels(image: PreparedImage, item: ImagePlan, parts: int = 1) -> np.
     resize over that many threads of the pool (the CPU resampler's bands, or `_banded_resize` through Pillow); only a
     caller that is not a pool thread may ask."""
     geometry = item.geometry
-    if item.source != RAW and native.usable(item, image):
-        pixels = native.packed(_native_source(image, item))
+    if native.usable(item, image):  # (a RAW image is never resized)
+        pixels = _native_source(image, item)
         oh, ow = geometry.resize_hw
         out = np.empty((oh, ow, pixels.shape[2]), dtype=np.uint8)
         native.resize(pixels, (oh, ow), geometry.resample, ((0, oh), (0, ow)), out, None, parts, _pool())
@@ -90,9 +90,10 @@ def resized_pixels(image: PreparedImage, item: ImagePlan, parts: int = 1) -> np.
 
 
 def _native_source(image: PreparedImage, item: ImagePlan) -> np.ndarray:
-    """The uint8 pixels the CPU resampler reads: a PIL image's, read out of Pillow, or the source array."""
+    """The uint8 (H, W, C) pixels the CPU resampler reads, packed (`native.packed`): a PIL image's, read out of
+    Pillow, or the source array."""
     pixels = source_pixels(image, item)
-    return np.asarray(pixels) if isinstance(pixels, PIL.Image.Image) else pixels
+    return native.packed(np.asarray(pixels) if isinstance(pixels, PIL.Image.Image) else pixels)
 
 
 # Pillow's convolution filters: a resize is a horizontal pass (each row alone) and a vertical pass (each column
@@ -176,7 +177,7 @@ def _write_image(plan: BatchPlan, item: ImagePlan, image: PreparedImage, out: np
                  parts: int = 1) -> None:
     """Writes one image into `out`, its slot of the result in the plan's layout. `parts > 1`: the caller is not a pool
     thread and may spread this image's work over that many threads."""
-    if not isinstance(plan.layout, PatchLayout) and item.source != RAW and native.usable(item, image):
+    if not isinstance(plan.layout, PatchLayout) and native.usable(item, image):
         _write_resized_window(plan, item, image, out, out_dtype, parts)
         return
     pixels = resized_pixels(image, item, parts)
@@ -215,8 +216,7 @@ def _write_resized_window(plan: BatchPlan, item: ImagePlan, image: PreparedImage
     for c in range(item.channels):
         _fill_border(planes[c], table[c, 0], oy0, oy1, ox0, ox1)
     if oy1 > oy0:
-        pixels = native.packed(_native_source(image, item))
-        native.resize(pixels, item.geometry.resize_hw, item.geometry.resample, ((y0, y1), (x0, x1)),
+        native.resize(_native_source(image, item), item.geometry.resize_hw, item.geometry.resample, ((y0, y1), (x0, x1)),
                       planes[:, oy0:oy1, ox0:ox1], np.ascontiguousarray(table), parts, _pool())
 
 
