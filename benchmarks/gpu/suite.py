@@ -235,20 +235,26 @@ class Suite:
             self.warnings.append(f"{case.id}: copy raised {self.describe_error(error)}")
             self.record(case, peers.COPY, "ceiling", "error", note=self.describe_error(error))
 
-    def _peer(self, case, name: str, builder, data, ours_first) -> None:
+    def _build_peer(self, case, name: str, builder, data):
+        """The peer `name` built for `case`, or None when it is not run (out of time, unavailable, or its builder
+        failed), with its row recorded."""
         if self.deadline.passed():
             self.skipped += 1
             self.record(case, name, "peer", "skipped", note="time budget")
-            return
+            return None
         try:
-            impl = builder(case, self.profile, self.device, data)
+            return builder(case, self.profile, self.device, data)
         except peers.Unavailable as why:
             self.record(case, name, "peer", "not installed" if str(why).startswith("not installed") else "n/a",
                         note=str(why))
-            return
         except Exception as error:  # noqa: BLE001 (a peer that fails is reported, not fatal)
             self.warnings.append(f"{case.id}: {name} raised {self.describe_error(error)}")
             self.record(case, name, "peer", "error", note=self.describe_error(error))
+        return None
+
+    def _peer(self, case, name: str, builder, data, ours_first) -> None:
+        impl = self._build_peer(case, name, builder, data)
+        if impl is None:
             return
         try:
             measured = self._time(impl.clock, timing.Rotation(impl.call, data.slots))
@@ -294,18 +300,8 @@ class Suite:
                         note=self.describe_error(error))
 
         name = peers.HF_OPS
-        if self.deadline.passed():
-            self.skipped += 1
-            self.record(case, name, "peer", "skipped", note="time budget")
-            return
-        try:
-            impl = peers.hf_segmentation(case, self.profile, self.device, data)
-        except peers.Unavailable as why:
-            self.record(case, name, "peer", "not installed", note=str(why))
-            return
-        except Exception as error:  # noqa: BLE001 (a peer that fails is reported, not fatal)
-            self.warnings.append(f"{case.id}: {name} raised {self.describe_error(error)}")
-            self.record(case, name, "peer", "error", note=self.describe_error(error))
+        impl = self._build_peer(case, name, peers.hf_segmentation, data)
+        if impl is None:
             return
         try:
             measured = self._time(impl.clock, timing.Rotation(impl.call, data.slots))
