@@ -85,7 +85,9 @@ def test_patch_rows_are_one_block_per_image():
     images = _photos(3, seed=2)
     expected = processor(images, return_tensors="np")
     sizes = [int(np.prod(grid)) for grid in expected["image_grid_thw"]]
-    for column in (images, np.array(images + [None], dtype=object)[:3]):
+    ragged = np.empty(len(images), dtype=object)  # a Ray column of PIL images (np.array would unpack them)
+    ragged[:] = images
+    for column in (images, ragged):
         out = BatchPreprocessor(processor)({"image": column})
         assert [block.shape[0] for block in out["pixel_values"]] == sizes
         assert isinstance(out["pixel_values"], list) == isinstance(column, list)
