@@ -117,17 +117,20 @@ def images_of(column) -> list | np.ndarray:
     a list with paths and bytes decoded."""
     if isinstance(column, np.ndarray) and column.dtype != object and column.dtype.kind not in "USV":
         return column  # (N, H, W, C) or (N, C, H, W): one batch
-    encoded = sum(isinstance(value, (str, np.str_, os.PathLike, bytes, bytearray, memoryview, np.bytes_, dict))
-                  for value in column)
+    encoded = sum(isinstance(value, (*_PATHS, *_BYTES, dict)) for value in column)
     if encoded > 1 and not numpy_backend._on_pool_thread():  # decode on every core (Pillow releases the GIL)
         return list(numpy_backend._pool().map(_image, column))
     return [_image(value) for value in column]
 
 
+_PATHS = (str, np.str_, os.PathLike)
+_BYTES = (bytes, bytearray, memoryview, np.bytes_)
+
+
 def _image(value):
-    if isinstance(value, (str, np.str_, os.PathLike)):
+    if isinstance(value, _PATHS):
         return load_image(os.fspath(value))
-    if isinstance(value, (bytes, bytearray, memoryview, np.bytes_)):
+    if isinstance(value, _BYTES):
         return _decode(bytes(value))
     if isinstance(value, dict):
         if value.get("bytes") is not None:
